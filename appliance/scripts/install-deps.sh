@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one place ztgate's dependencies are installed: Debian 12 packages only.
+# Idempotent: installs only what is missing, so every entry point may call it.
+set -euo pipefail
+
+pkgs=(
+  # build
+  build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+  # dataplane, crypto, policy
+  dpdk dpdk-dev libipsec-mb-dev libhyperscan-dev libssl-dev libyaml-cpp-dev
+  # control plane, CLI, logging, pcap
+  libprotobuf-dev protobuf-compiler libboost-program-options-dev libfmt-dev
+  nlohmann-json3-dev libpcap-dev
+  # tests
+  libgtest-dev libgmock-dev python3-scapy python3-pytest tcpdump
+  # lab
+  iproute2 ethtool iperf3 curl python3 procps
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

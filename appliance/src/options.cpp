@@ -1,0 +1,133 @@
+#include "options.hpp"
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace zt::appliance {
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr const char* kUsage = R"(ztgate — inline zero-trust network appliance (dataplane daemon)
+
+Usage: ztgate --port-a DEV --port-b DEV [options]
+       ztgate --config FILE [options]
+
+ztgate forwards between two ports, the zone A side and the zone B side, as a bump in the wire.
+Every packet is parsed strictly; what cannot be parsed is dropped and counted by reason.
+Stop it with SIGINT or SIGTERM: it stops the ports, prints its counters and exits.
+
+DEV is a DPDK virtual device spec or a PCI address, e.g.
+  net_af_packet0,iface=veth-a,qpairs=1    a Linux interface through AF_PACKET
+  net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
+  net_ring0 / net_null0                   in-memory devices for tests and benchmarks
+  0000:03:00.0                            a NIC (needs hugepages and a DPDK-bound driver)
+
+Every option below may also be written as `name = value` in the --config file.
+)";
+
+}  // namespace
+
+std::expected<ParseResult, std::string> parse_options(int argc, const char* const argv[]) {
+  ParseResult res;
+  auto& o = res.options;
+  auto& rt = o.runtime;
+  std::string hugepages = "auto";
+  std::string config;
+
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config,c", po::value(&config), "read options from FILE (INI: `name = value` lines)");
+
+  po::options_description ports("Ports and workers");
+  ports.add_options()
+      ("port-a", po::value(&rt.ports[0]), "zone A side device (vdev spec or PCI address)")
+      ("port-b", po::value(&rt.ports[1]), "zone B side device (vdev spec or PCI address)")
+      ("workers", po::value(&rt.workers)->default_value(1),
+       "worker lcores; each polls one RX/TX queue pair per port (symmetric RSS)")
+      ("lcores", po::value(&rt.lcores),
+       "EAL lcore list, main lcore first (default: 0-<workers>); with '@' an lcore-to-CPU "
+       "map such as 0@0,1@1,2@1")
+      ("rx-desc", po::value(&rt.rx_desc)->default_value(1024), "RX descriptors per queue")
+      ("tx-desc", po::value(&rt.tx_desc)->default_value(1024), "TX descriptors per queue")
+      ("mbufs", po::value(&rt.mbufs)->default_value(16383), "mbufs in the packet pool")
+      ("promiscuous", po::value(&rt.promiscuous)->default_value(true),
+       "put both ports in promiscuous mode (a bump in the wire needs it)");
+
+  po::options_description eal("EAL");
+  eal.add_options()
+      ("hugepages", po::value(&hugepages)->default_value("auto"),
+       "auto|on|off — auto uses hugepages when the machine has some reserved, else "
+       "--no-huge with --memory MB")
+      ("memory", po::value(&rt.memory_mb)->default_value(256), "EAL memory in MB without hugepages")
+      ("file-prefix", po::value(&rt.file_prefix)->default_value("ztgate"),
+       "EAL runtime file prefix with hugepages (run two instances with two prefixes)")
+      ("eal-log-level", po::value(&rt.eal_log_level)->default_value("notice"),
+       "DPDK log level for libraries and drivers (error, warning, notice, info, debug)")
+      ("eal-arg", po::value(&rt.extra_eal_args)->composing(),
+       "extra argument passed to rte_eal_init verbatim (repeatable)");
+
+  po::options_description ops("Operation");
+  ops.add_options()
+      ("stats-file", po::value(&o.stats_file), "write the counters as JSON to FILE on exit")
+      ("stats-interval", po::value(&o.stats_interval_s)->default_value(0),
+       "print the counters every N seconds (0: only on exit)")
+      ("stop-when-idle", po::value(&o.stop_when_idle_ms)->default_value(0),
+       "exit after MS milliseconds without a received packet (replaying captures); 0: never")
+      ("quiet,q", po::bool_switch(&o.quiet), "print no counter table on exit");
+
+  po::options_description all;
+  all.add(general).add(ports).add(eal).add(ops);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("config")) {
+      std::ifstream in(vm["config"].as<std::string>());
+      if (!in)
+        return std::unexpected(
+            fmt::format("--config: cannot read '{}'", vm["config"].as<std::string>()));
+      po::store(po::parse_config_file(in, all), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return std::unexpected(fmt::format("{} (see ztgate --help)", e.what()));
+  }
+
+  if (vm.count("help")) {
+    std::ostringstream s;
+    s << kUsage << "\n" << all;
+    res.exit_now = true;
+    res.text = s.str();
+    return res;
+  }
+  if (vm.count("version")) {
+    res.exit_now = true;
+    res.text = "ztgate " ZT_VERSION "\n";
+    return res;
+  }
+  if (hugepages == "auto")
+    rt.hugepages = dp::Hugepages::auto_detect;
+  else if (hugepages == "on")
+    rt.hugepages = dp::Hugepages::on;
+  else if (hugepages == "off")
+    rt.hugepages = dp::Hugepages::off;
+  else
+    return std::unexpected(
+        fmt::format("--hugepages '{}': expected auto, on or off", hugepages));
+  if (rt.ports[0].empty() || rt.ports[1].empty())
+    return std::unexpected("both --port-a and --port-b are required (see ztgate --help)");
+  if (rt.workers == 0 || rt.workers > 64)
+    return std::unexpected(fmt::format("--workers {}: expected 1 to 64", rt.workers));
+  if (rt.mbufs < 1024)
+    return std::unexpected(fmt::format("--mbufs {}: expected at least 1024", rt.mbufs));
+  return res;
+}
+
+}  // namespace zt::appliance

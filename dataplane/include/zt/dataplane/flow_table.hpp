@@ -1,0 +1,166 @@
+// Per-lcore flow table (DESIGN.md §4): one writer, no locks, fixed capacity set at start.
+//
+// A flow is keyed canonically — the (address, port) pair that sorts lower first — so a packet
+// and its reply find the same entry; the entry remembers which side opened the flow.
+// Layout: a bucket array of 64-byte lines, 8 slots each (16-bit signature + 32-bit entry index),
+// and an entry array. Every key has two candidate buckets (the second derived from the first and
+// the signature), so a lookup touches at most two bucket lines and, on a signature match, one
+// entry. bulk lookups prefetch both stages for a whole burst before comparing anything.
+// Aging is incremental: each call inspects a bounded number of buckets, so it never stalls a burst.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "zt/dataplane/parser.hpp"
+
+namespace zt::dp {
+
+// 40 bytes: both endpoints, lower (address, port) first, plus protocol and family.
+struct alignas(8) FlowKey {
+  std::array<std::uint8_t, 16> addr_lo{};
+  std::array<std::uint8_t, 16> addr_hi{};
+  std::uint16_t port_lo = 0;
+  std::uint16_t port_hi = 0;
+  std::uint8_t proto = 0;
+  std::uint8_t version = 0;
+  std::uint16_t zone = 0;  // reserved for VLAN/segment scoping; 0 today
+  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+};
+static_assert(sizeof(FlowKey) == 40);
+
+// Direction of a packet relative to the key: lo→hi or hi→lo.
+enum class KeyDir : std::uint8_t { lo_to_hi = 0, hi_to_lo = 1 };
+
+// Builds the canonical key of a parsed IP layer and says which way the packet goes. ICMP echo
+// uses its identifier as both ports so the request and the reply share a key.
+FlowKey make_flow_key(const IpLayer& l, KeyDir& dir) noexcept;
+
+enum class TcpState : std::uint8_t {
+  none = 0,      // not TCP
+  syn_sent,      // initiator's SYN seen
+  syn_received,  // responder's SYN-ACK seen
+  established,   // initiator ACKed the SYN-ACK (or mid-stream pickup)
+  fin_wait,      // one side sent FIN
+  closing,       // both sides sent FIN
+  closed,        // RST seen
+};
+
+std::string_view to_string(TcpState s) noexcept;
+
+struct FlowEntry {
+  FlowKey key;
+  std::uint64_t last_seen = 0;     // caller's clock (ticks)
+  std::uint64_t packets[2] = {};   // by KeyDir
+  std::uint64_t bytes[2] = {};
+  std::uint32_t identity = 0;      // the source identity that opened the flow
+  std::uint32_t rule_id = 0;       // the rule that admitted it
+  std::uint32_t revision = 0;      // the policy revision that admitted it
+  KeyDir initiator = KeyDir::lo_to_hi;
+  TcpState tcp = TcpState::none;
+  std::uint8_t flags = 0;          // pipeline-owned bits
+  std::uint8_t fin_seen = 0;       // bit per KeyDir
+};
+
+struct FlowTimeouts {  // in caller ticks
+  std::uint64_t tcp_syn = 0;
+  std::uint64_t tcp_established = 0;
+  std::uint64_t tcp_closing = 0;
+  std::uint64_t udp = 0;
+  std::uint64_t icmp = 0;
+  std::uint64_t other = 0;
+};
+
+// Timeouts in seconds (what operators configure), converted with `ticks_per_second`.
+FlowTimeouts make_timeouts(std::uint64_t ticks_per_second, double tcp_syn = 20,
+                           double tcp_established = 1800, double tcp_closing = 10,
+                           double udp = 60, double icmp = 30, double other = 60);
+
+struct FlowTableConfig {
+  std::uint32_t capacity = 1 << 20;          // flows this lcore can hold
+  std::uint32_t per_identity_quota = 0;      // flows one identity may hold here; 0: no quota
+  FlowTimeouts timeouts;
+};
+
+enum class InsertResult : std::uint8_t { inserted, exists, table_full, quota_exceeded };
+
+// What a TCP packet does to a flow.
+enum class TcpVerdict : std::uint8_t { ok, invalid };
+
+class FlowTable {
+ public:
+  static std::expected<std::unique_ptr<FlowTable>, std::string> create(const FlowTableConfig& cfg);
+  ~FlowTable();
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  // Looks up n keys (n <= 64); out[i] is the entry or nullptr. Prefetches both stages first.
+  void lookup_bulk(const FlowKey* keys, unsigned n, FlowEntry** out) noexcept;
+  FlowEntry* lookup(const FlowKey& key) noexcept;
+
+  // Inserts a new flow; on success `*entry` points at it (zeroed but for key, identity,
+  // initiator and last_seen). A full table first tries to reclaim an expired entry in the key's
+  // buckets; it never evicts a live flow.
+  InsertResult insert(const FlowKey& key, KeyDir initiator, std::uint32_t identity,
+                      std::uint64_t now, FlowEntry** entry) noexcept;
+  void erase(FlowEntry* e) noexcept;
+
+  // Ages up to `buckets` buckets from a rotating cursor; returns how many flows expired.
+  unsigned age(std::uint64_t now, unsigned buckets) noexcept;
+  bool expired(const FlowEntry& e, std::uint64_t now) const noexcept;
+
+  // Updates the TCP state of `e` for a packet with `tcp_flags` going `dir`.
+  static TcpVerdict track_tcp(FlowEntry& e, KeyDir dir, std::uint8_t tcp_flags) noexcept;
+
+  // Removes every flow (control command); returns how many.
+  std::uint32_t clear() noexcept;
+
+  std::uint32_t size() const noexcept { return used_; }
+  std::uint32_t capacity() const noexcept { return capacity_; }
+  std::uint32_t identity_flows(std::uint32_t identity) const noexcept;
+  std::size_t memory_bytes() const noexcept { return mem_bytes_; }
+  const FlowTimeouts& timeouts() const noexcept { return timeouts_; }
+
+  // Visits every live flow (control path: show flows); `f` returns false to stop.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (std::uint32_t i = 0; i < capacity_; ++i)
+      if (live_[i] && !f(entries_[i])) return;
+  }
+
+ private:
+  FlowTable() = default;
+  struct Bucket;
+  struct QuotaSlot {
+    std::uint32_t identity;
+    std::uint32_t count;
+  };
+
+  std::uint64_t hash(const FlowKey& k) const noexcept;
+  std::uint32_t alt_bucket(std::uint32_t bucket, std::uint16_t sig) const noexcept;
+  bool quota_add(std::uint32_t identity, int delta) noexcept;
+  void remove_at(Bucket& b, unsigned slot) noexcept;
+
+  Bucket* buckets_ = nullptr;
+  FlowEntry* entries_ = nullptr;
+  std::uint8_t* live_ = nullptr;
+  std::uint32_t* free_ = nullptr;  // stack of free entry indices
+  QuotaSlot* quota_ = nullptr;
+  std::uint32_t free_top_ = 0;
+  std::uint32_t bucket_mask_ = 0;
+  std::uint32_t quota_mask_ = 0;
+  std::uint32_t capacity_ = 0;
+  std::uint32_t used_ = 0;
+  std::uint32_t quota_limit_ = 0;
+  std::uint32_t age_cursor_ = 0;
+  FlowTimeouts timeouts_;
+  void* mem_ = nullptr;
+  std::size_t mem_bytes_ = 0;
+};
+
+}  // namespace zt::dp

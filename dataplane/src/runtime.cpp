@@ -1,0 +1,265 @@
+#include "zt/dataplane/runtime.hpp"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace zt::dp {
+
+namespace {
+
+// A symmetric Toeplitz key (the 16-bit pattern 0x6d5a repeated) hashes (src, dst) and
+// (dst, src) alike, so both directions of a flow land on the same worker and its flow state.
+constexpr std::uint8_t kSymmetricKeyPattern[2] = {0x6d, 0x5a};
+
+std::string errno_text() { return rte_strerror(rte_errno); }
+
+}  // namespace
+
+bool is_vdev(const std::string& spec) noexcept {
+  return spec.starts_with("net_") || spec.starts_with("eth_") || spec.starts_with("crypto_");
+}
+
+std::string port_name(const std::string& spec) {
+  if (!is_vdev(spec)) return spec;
+  return spec.substr(0, spec.find(','));
+}
+
+bool hugepages_reserved() {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("HugePages_Total:")) {
+      std::istringstream s(line.substr(16));
+      long n = 0;
+      s >> n;
+      return n > 0;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> build_eal_args(const RuntimeConfig& cfg, bool hugepages_available) {
+  std::vector<std::string> a;
+  // A list with '@' maps lcores onto CPUs ("0@0,1@1,2@1"): EAL's --lcores; else a plain -l list.
+  const bool mapped = cfg.lcores.find('@') != std::string::npos;
+  a.push_back(mapped ? "--lcores" : "-l");
+  a.push_back(cfg.lcores.empty() ? fmt::format("0-{}", cfg.workers) : cfg.lcores);
+  const bool huge = cfg.hugepages == Hugepages::on ||
+                    (cfg.hugepages == Hugepages::auto_detect && hugepages_available);
+  if (!huge) {
+    // No hugepages: EAL memory comes from anonymous pages and cannot be shared, so no shared
+    // config either (EAL refuses --in-memory with --no-huge; DESIGN.md §6).
+    a.push_back("--no-huge");
+    a.push_back("--no-shconf");
+    a.push_back("-m");
+    a.push_back(std::to_string(cfg.memory_mb));
+  } else {
+    a.push_back("--file-prefix");
+    a.push_back(cfg.file_prefix);
+  }
+  bool any_pci = false;
+  for (const auto& p : cfg.ports) {
+    if (is_vdev(p)) {
+      a.push_back("--vdev");
+      a.push_back(p);
+    } else {
+      any_pci = true;
+      a.push_back("-a");
+      a.push_back(p);
+    }
+  }
+  if (!any_pci) a.push_back("--no-pci");
+  a.push_back(fmt::format("--log-level=lib.*:{}", cfg.eal_log_level));
+  a.push_back(fmt::format("--log-level=pmd.*:{}", cfg.eal_log_level));
+  for (const auto& e : cfg.extra_eal_args) a.push_back(e);
+  return a;
+}
+
+std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const RuntimeConfig& cfg) {
+  if (cfg.workers == 0) return std::unexpected("--workers must be at least 1");
+  for (unsigned i = 0; i < kMaxPorts; ++i)
+    if (cfg.ports[i].empty())
+      return std::unexpected(fmt::format("--port-{} is required (a vdev spec or a PCI address)",
+                                         i == 0 ? 'a' : 'b'));
+  if (port_name(cfg.ports[0]) == port_name(cfg.ports[1]))
+    return std::unexpected(fmt::format("--port-a and --port-b name the same device '{}'",
+                                       port_name(cfg.ports[0])));
+
+  std::unique_ptr<Runtime> rt(new Runtime());
+  auto args = build_eal_args(cfg, hugepages_reserved());
+  std::vector<char*> argv;
+  std::string prog = "ztgate";
+  argv.push_back(prog.data());
+  for (auto& s : args) argv.push_back(s.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+    std::string all;
+    for (const auto& s : args) all += " " + s;
+    return std::unexpected(fmt::format("EAL initialisation failed: {} (EAL arguments:{})",
+                                       errno_text(), all));
+  }
+  rt->eal_ready_ = true;
+
+  const unsigned workers = rte_lcore_count() - 1;
+  if (workers == 0)
+    return std::unexpected("the EAL lcore list has only the main lcore; --lcores needs at least "
+                           "one more for a worker");
+  if (workers != cfg.workers)
+    return std::unexpected(fmt::format(
+        "--lcores gives {} worker lcores but --workers is {}; make them agree", workers,
+        cfg.workers));
+
+  rt->pool_ = rte_pktmbuf_pool_create("zt_mbufs", cfg.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                      static_cast<int>(rte_socket_id()));
+  if (rt->pool_ == nullptr)
+    return std::unexpected(fmt::format(
+        "cannot create a pool of {} mbufs: {}; lower --mbufs or raise --memory", cfg.mbufs,
+        errno_text()));
+
+  rt->counters_ = std::make_unique<WorkerCounters[]>(workers);
+  for (unsigned i = 0; i < kMaxPorts; ++i)
+    if (auto r = rt->setup_port(i, cfg); !r) return std::unexpected(r.error());
+
+  unsigned q = 0;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    WorkerContext ctx;
+    ctx.lcore = lcore;
+    ctx.queue = static_cast<std::uint16_t>(q);
+    for (unsigned i = 0; i < kMaxPorts; ++i) ctx.port_id[i] = rt->port_ids_[i];
+    ctx.counters = &rt->counters_[q];
+    ctx.stop = &rt->stop_;
+    rt->contexts_.push_back(ctx);
+    ++q;
+  }
+  return rt;
+}
+
+std::expected<void, std::string> Runtime::setup_port(unsigned index, const RuntimeConfig& cfg) {
+  const std::string name = port_name(cfg.ports[index]);
+  const char* opt = index == 0 ? "--port-a" : "--port-b";
+  std::uint16_t pid = 0;
+  if (rte_eth_dev_get_port_by_name(name.c_str(), &pid) != 0)
+    return std::unexpected(fmt::format("{} '{}': no such port after EAL start (is the device "
+                                       "spec right? for af_packet: net_af_packetN,iface=IF)",
+                                       opt, cfg.ports[index]));
+  port_ids_[index] = pid;
+  names_[index] = name;
+
+  rte_eth_dev_info info{};
+  if (int rc = rte_eth_dev_info_get(pid, &info); rc != 0)
+    return std::unexpected(fmt::format("{} '{}': cannot read device info: {}", opt, name,
+                                       rte_strerror(-rc)));
+  const unsigned nq = cfg.workers;
+  if (info.max_rx_queues < nq || info.max_tx_queues < nq)
+    return std::unexpected(fmt::format(
+        "{} '{}' has at most {} RX / {} TX queues but --workers {} needs {} of each (for "
+        "net_af_packet add qpairs={} to the device spec)",
+        opt, name, info.max_rx_queues, info.max_tx_queues, cfg.workers, nq, nq));
+
+  rte_eth_conf conf{};
+  std::vector<std::uint8_t> key;
+  if (nq > 1 && info.flow_type_rss_offloads != 0) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    key.resize(info.hash_key_size ? info.hash_key_size : 40);
+    for (std::size_t i = 0; i < key.size(); ++i) key[i] = kSymmetricKeyPattern[i & 1];
+    conf.rx_adv_conf.rss_conf.rss_key = key.data();
+    conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<std::uint8_t>(key.size());
+    conf.rx_adv_conf.rss_conf.rss_hf =
+        info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+  }
+  if (int rc = rte_eth_dev_configure(pid, nq, nq, &conf); rc != 0)
+    return std::unexpected(fmt::format("{} '{}': configure with {} queue pairs failed: {}", opt,
+                                       name, nq, rte_strerror(-rc)));
+
+  std::uint16_t rxd = cfg.rx_desc, txd = cfg.tx_desc;
+  if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(pid, &rxd, &txd); rc != 0)
+    return std::unexpected(fmt::format("{} '{}': descriptor counts {}/{} rejected: {}", opt, name,
+                                       cfg.rx_desc, cfg.tx_desc, rte_strerror(-rc)));
+  const int socket = rte_eth_dev_socket_id(pid);
+  for (std::uint16_t q = 0; q < nq; ++q) {
+    if (int rc = rte_eth_rx_queue_setup(pid, q, rxd, socket < 0 ? SOCKET_ID_ANY : socket,
+                                        nullptr, pool_);
+        rc != 0)
+      return std::unexpected(fmt::format("{} '{}': RX queue {} setup failed: {}", opt, name, q,
+                                         rte_strerror(-rc)));
+    if (int rc = rte_eth_tx_queue_setup(pid, q, txd, socket < 0 ? SOCKET_ID_ANY : socket,
+                                        nullptr);
+        rc != 0)
+      return std::unexpected(fmt::format("{} '{}': TX queue {} setup failed: {}", opt, name, q,
+                                         rte_strerror(-rc)));
+  }
+  if (int rc = rte_eth_dev_start(pid); rc != 0)
+    return std::unexpected(
+        fmt::format("{} '{}': start failed: {}", opt, name, rte_strerror(-rc)));
+  port_started_[index] = true;
+  if (cfg.promiscuous) {
+    if (int rc = rte_eth_promiscuous_enable(pid); rc != 0 && rc != -ENOTSUP)
+      return std::unexpected(fmt::format("{} '{}': cannot enable promiscuous mode: {}", opt,
+                                         name, rte_strerror(-rc)));
+  }
+  return {};
+}
+
+std::expected<void, std::string> Runtime::start() {
+  for (auto& ctx : contexts_) {
+    if (int rc = rte_eal_remote_launch(worker_main, &ctx, ctx.lcore); rc != 0)
+      return std::unexpected(
+          fmt::format("cannot launch the worker on lcore {}: {}", ctx.lcore, rte_strerror(-rc)));
+  }
+  launched_ = true;
+  return {};
+}
+
+void Runtime::stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (launched_) {
+    rte_eal_mp_wait_lcore();
+    launched_ = false;
+  }
+  for (unsigned i = 0; i < kMaxPorts; ++i) {
+    if (port_started_[i]) {
+      rte_eth_dev_stop(port_ids_[i]);
+      port_started_[i] = false;
+    }
+  }
+}
+
+CounterSnapshot Runtime::counters() const {
+  CounterSnapshot s;
+  for (std::size_t i = 0; i < contexts_.size(); ++i)
+    s.workers.push_back(copy_worker(counters_[i], contexts_[i].lcore, contexts_[i].queue));
+  for (unsigned i = 0; i < kMaxPorts; ++i) {
+    CounterSnapshot::Port p;
+    p.name = names_[i];
+    rte_eth_stats st{};
+    if (!names_[i].empty() && rte_eth_stats_get(port_ids_[i], &st) == 0) {
+      p.hw_ipackets = st.ipackets;
+      p.hw_opackets = st.opackets;
+      p.hw_imissed = st.imissed;
+      p.hw_ierrors = st.ierrors;
+      p.hw_oerrors = st.oerrors;
+      p.hw_rx_nombuf = st.rx_nombuf;
+    }
+    s.ports.push_back(p);
+  }
+  return s;
+}
+
+Runtime::~Runtime() {
+  stop();
+  if (!eal_ready_) return;
+  for (unsigned i = 0; i < kMaxPorts; ++i)
+    if (!names_[i].empty()) rte_eth_dev_close(port_ids_[i]);
+  if (pool_ != nullptr) rte_mempool_free(pool_);
+  rte_eal_cleanup();
+}
+
+}  // namespace zt::dp

@@ -1,0 +1,141 @@
+// ztgate's options and the EAL arguments they turn into: what an operator types and what EAL
+// is told, without starting EAL.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "zt/dataplane/runtime.hpp"
+
+namespace {
+
+using zt::appliance::parse_options;
+using zt::dp::build_eal_args;
+using zt::dp::Hugepages;
+using zt::dp::RuntimeConfig;
+
+auto parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "ztgate");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  return parse_options(static_cast<int>(argv.size()), argv.data());
+}
+
+bool has_pair(const std::vector<std::string>& v, const std::string& a, const std::string& b) {
+  for (std::size_t i = 0; i + 1 < v.size(); ++i)
+    if (v[i] == a && v[i + 1] == b) return true;
+  return false;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& a) {
+  return std::find(v.begin(), v.end(), a) != v.end();
+}
+
+TEST(EalArgs, VirtualDevicesWithoutHugepagesRunWithNoHugeNoPciAndNoSharedConfig) {
+  RuntimeConfig c;
+  c.ports = {"net_af_packet0,iface=zt-a1", "net_af_packet1,iface=zt-b1"};
+  auto a = build_eal_args(c, /*hugepages_available=*/false);
+  EXPECT_TRUE(has_pair(a, "-l", "0-1"));
+  EXPECT_TRUE(has(a, "--no-huge"));
+  EXPECT_TRUE(has(a, "--no-shconf"));
+  EXPECT_TRUE(has(a, "--no-pci"));
+  EXPECT_TRUE(has_pair(a, "-m", "256"));
+  EXPECT_TRUE(has_pair(a, "--vdev", "net_af_packet0,iface=zt-a1"));
+  EXPECT_TRUE(has_pair(a, "--vdev", "net_af_packet1,iface=zt-b1"));
+  EXPECT_FALSE(has(a, "--in-memory"));  // EAL refuses it with --no-huge
+}
+
+TEST(EalArgs, PciPortsWithHugepagesAllowThoseDevicesAndUseTheFilePrefix) {
+  RuntimeConfig c;
+  c.ports = {"0000:03:00.0", "0000:03:00.1"};
+  c.workers = 4;
+  auto a = build_eal_args(c, /*hugepages_available=*/true);
+  EXPECT_TRUE(has_pair(a, "-l", "0-4"));
+  EXPECT_TRUE(has_pair(a, "-a", "0000:03:00.0"));
+  EXPECT_TRUE(has_pair(a, "-a", "0000:03:00.1"));
+  EXPECT_TRUE(has_pair(a, "--file-prefix", "ztgate"));
+  EXPECT_FALSE(has(a, "--no-huge"));
+  EXPECT_FALSE(has(a, "--no-pci"));
+}
+
+TEST(EalArgs, HugepagesOffWinsOverAMachineThatHasThem) {
+  RuntimeConfig c;
+  c.ports = {"net_null0", "net_null1"};
+  c.hugepages = Hugepages::off;
+  EXPECT_TRUE(has(build_eal_args(c, true), "--no-huge"));
+  c.hugepages = Hugepages::on;
+  EXPECT_FALSE(has(build_eal_args(c, false), "--no-huge"));
+}
+
+TEST(EalArgs, AnLcoreMapGoesToEalAsLcoresAndExtraArgumentsComeLast) {
+  RuntimeConfig c;
+  c.ports = {"net_null0", "net_null1"};
+  c.lcores = "0@0,1@1,2@1";
+  c.extra_eal_args = {"--huge-unlink"};
+  auto a = build_eal_args(c, false);
+  EXPECT_TRUE(has_pair(a, "--lcores", "0@0,1@1,2@1"));
+  EXPECT_EQ(a.back(), "--huge-unlink");
+}
+
+TEST(PortName, IsTheVdevNameBeforeItsArgumentsOrThePciAddress) {
+  EXPECT_EQ(zt::dp::port_name("net_pcap0,rx_pcap=a.pcap,tx_pcap=b.pcap"), "net_pcap0");
+  EXPECT_EQ(zt::dp::port_name("net_null1"), "net_null1");
+  EXPECT_EQ(zt::dp::port_name("0000:03:00.0"), "0000:03:00.0");
+  EXPECT_TRUE(zt::dp::is_vdev("net_ring0"));
+  EXPECT_FALSE(zt::dp::is_vdev("0000:03:00.0"));
+}
+
+TEST(Options, CommandLineGivesPortsWorkersAndOperationSettings) {
+  auto r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--workers", "3", "--stats-file",
+                  "/tmp/s.json", "--stop-when-idle", "250", "--hugepages", "off"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_FALSE(r->exit_now);
+  EXPECT_EQ(r->options.runtime.ports[0], "net_null0");
+  EXPECT_EQ(r->options.runtime.workers, 3u);
+  EXPECT_EQ(r->options.stats_file, "/tmp/s.json");
+  EXPECT_EQ(r->options.stop_when_idle_ms, 250u);
+  EXPECT_EQ(r->options.runtime.hugepages, Hugepages::off);
+}
+
+TEST(Options, ConfigFileFillsWhatTheCommandLineLeavesOutAndTheCommandLineWins) {
+  const std::string path = ::testing::TempDir() + "ztgate_options_test.conf";
+  {
+    std::ofstream f(path);
+    f << "port-a = net_null0\nport-b = net_null1\nworkers = 2\nmbufs = 8191\n";
+  }
+  auto r = parse({"--config", path, "--workers", "5"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->options.runtime.ports[1], "net_null1");
+  EXPECT_EQ(r->options.runtime.mbufs, 8191u);
+  EXPECT_EQ(r->options.runtime.workers, 5u);
+}
+
+TEST(Options, BadValuesAreRefusedWithAMessageNamingTheOption) {
+  auto r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--workers", "many"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("--workers"), std::string::npos) << r.error();
+
+  r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--mbufs", "10"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("--mbufs 10"), std::string::npos) << r.error();
+
+  r = parse({"--port-a", "net_null0"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("--port-b"), std::string::npos) << r.error();
+}
+
+TEST(Options, HelpAndVersionExitAtOnce) {
+  auto r = parse({"--help"});
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->exit_now);
+  EXPECT_NE(r->text.find("--stop-when-idle"), std::string::npos);
+  r = parse({"--version"});
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->exit_now);
+  EXPECT_EQ(r->text.rfind("ztgate ", 0), 0u);
+}
+
+}  // namespace
