@@ -1,0 +1,223 @@
+// The per-lcore flow table: replies find their flow, capacity is a hard limit that never evicts
+// a live flow, quotas hold per identity, aging is incremental, TCP state follows the handshake.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <vector>
+
+#include "zt/dataplane/flow_table.hpp"
+
+namespace {
+
+using namespace zt::dp;
+
+constexpr std::uint64_t kTps = 1000;  // ticks per second in these tests: milliseconds
+
+IpLayer v4(std::uint32_t src, std::uint32_t dst, std::uint16_t sp, std::uint16_t dp, std::uint8_t proto = 6) {
+  IpLayer l;
+  l.version = 4;
+  l.proto = proto;
+  l.src.b[0] = src >> 24, l.src.b[1] = src >> 16, l.src.b[2] = src >> 8, l.src.b[3] = src;
+  l.dst.b[0] = dst >> 24, l.dst.b[1] = dst >> 16, l.dst.b[2] = dst >> 8, l.dst.b[3] = dst;
+  l.sport = sp;
+  l.dport = dp;
+  return l;
+}
+
+std::unique_ptr<FlowTable> table(std::uint32_t capacity, std::uint32_t quota = 0) {
+  FlowTableConfig c;
+  c.capacity = capacity;
+  c.per_identity_quota = quota;
+  c.timeouts = make_timeouts(kTps);
+  auto t = FlowTable::create(c);
+  EXPECT_TRUE(t) << t.error();
+  return std::move(*t);
+}
+
+TEST(FlowKey, APacketAndItsReplyShareOneKeyWithOppositeDirections) {
+  KeyDir d1, d2;
+  const auto k1 = make_flow_key(v4(0x0a0a0001, 0x0a0a0002, 40000, 80), d1);
+  const auto k2 = make_flow_key(v4(0x0a0a0002, 0x0a0a0001, 80, 40000), d2);
+  EXPECT_EQ(k1, k2);
+  EXPECT_NE(d1, d2);
+}
+
+TEST(FlowKey, DifferentPortsProtocolsOrFamiliesAreDifferentFlows) {
+  KeyDir d;
+  const auto base = make_flow_key(v4(1, 2, 1000, 80), d);
+  EXPECT_NE(base, make_flow_key(v4(1, 2, 1001, 80), d));
+  EXPECT_NE(base, make_flow_key(v4(1, 2, 1000, 80, 17), d));
+  auto l6 = v4(1, 2, 1000, 80);
+  l6.version = 6;
+  EXPECT_NE(base, make_flow_key(l6, d));
+}
+
+TEST(FlowTable, InsertedFlowIsFoundFromBothDirections) {
+  auto t = table(1024);
+  KeyDir d;
+  const auto k = make_flow_key(v4(0x0a000001, 0x0a000002, 5555, 443), d);
+  FlowEntry* e = nullptr;
+  ASSERT_EQ(t->insert(k, d, 100, 0, &e), InsertResult::inserted);
+  e->rule_id = 7;
+  KeyDir rd;
+  const auto rk = make_flow_key(v4(0x0a000002, 0x0a000001, 443, 5555), rd);
+  FlowEntry* found = t->lookup(rk);
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->rule_id, 7u);
+  EXPECT_EQ(found->identity, 100u);
+  EXPECT_EQ(found->initiator, d);
+  EXPECT_EQ(t->size(), 1u);
+  FlowEntry* again = nullptr;
+  EXPECT_EQ(t->insert(rk, rd, 100, 0, &again), InsertResult::exists);
+  EXPECT_EQ(again, found);
+}
+
+TEST(FlowTable, BulkLookupFindsEveryInsertedFlowAndNoOther) {
+  auto t = table(100000);
+  std::vector<FlowKey> keys;
+  for (std::uint32_t i = 0; i < 90000; ++i) {
+    KeyDir d;
+    keys.push_back(make_flow_key(v4(0x0a000000 + i, 0x0b000000 + (i * 7), static_cast<std::uint16_t>(i), 80), d));
+    FlowEntry* e;
+    ASSERT_EQ(t->insert(keys.back(), d, 3, 0, &e), InsertResult::inserted) << i;
+    e->rule_id = i;
+  }
+  for (std::size_t i = 0; i < keys.size(); i += 32) {
+    FlowEntry* out[32];
+    const unsigned n = static_cast<unsigned>(std::min<std::size_t>(32, keys.size() - i));
+    t->lookup_bulk(&keys[i], n, out);
+    for (unsigned j = 0; j < n; ++j) {
+      ASSERT_NE(out[j], nullptr) << i + j;
+      EXPECT_EQ(out[j]->rule_id, i + j);
+    }
+  }
+  KeyDir d;
+  EXPECT_EQ(t->lookup(make_flow_key(v4(0x0c000000, 1, 1, 1), d)), nullptr);
+}
+
+TEST(FlowTable, AFullTableRefusesNewFlowsAndKeepsEveryEstablishedOne) {
+  auto t = table(256);
+  std::vector<FlowKey> keys;
+  for (std::uint32_t i = 0;; ++i) {
+    KeyDir d;
+    auto k = make_flow_key(v4(0x0a000000 + i, 2, 1, 2), d);
+    FlowEntry* e;
+    const auto r = t->insert(k, d, 5, /*now=*/0, &e);
+    if (r == InsertResult::table_full) break;
+    ASSERT_EQ(r, InsertResult::inserted);
+    keys.push_back(k);
+    ASSERT_LT(i, 10000u);
+  }
+  EXPECT_EQ(t->size(), 256u);  // the capacity is reached exactly, not sooner
+  for (const auto& k : keys) EXPECT_NE(t->lookup(k), nullptr);
+}
+
+TEST(FlowTable, AFullTableReclaimsAnExpiredFlowButNeverALiveOne) {
+  auto t = table(64);
+  for (std::uint32_t i = 0; i < 64; ++i) {
+    KeyDir d;
+    FlowEntry* e;
+    ASSERT_EQ(t->insert(make_flow_key(v4(0x0a000000 + i, 2, 1, 2, 17), d), d, 5, 0, &e), InsertResult::inserted);
+  }
+  KeyDir d;
+  FlowEntry* e;
+  // UDP times out after 60 s: at 30 s nothing may go, at 61 s everything may.
+  EXPECT_EQ(t->insert(make_flow_key(v4(0x0b000000, 2, 1, 2, 17), d), d, 5, 30 * kTps, &e), InsertResult::table_full);
+  EXPECT_EQ(t->insert(make_flow_key(v4(0x0b000000, 2, 1, 2, 17), d), d, 5, 61 * kTps, &e), InsertResult::inserted);
+}
+
+TEST(FlowTable, PerIdentityQuotaStopsOneIdentityNotTheOthers) {
+  auto t = table(1024, /*quota=*/3);
+  KeyDir d;
+  FlowEntry* e;
+  for (std::uint16_t p = 0; p < 3; ++p)
+    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 80), d), d, 42, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 80), d), d, 42, 0, &e), InsertResult::quota_exceeded);
+  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 80), d), d, 43, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(t->identity_flows(42), 3u);
+  t->erase(t->lookup(make_flow_key(v4(1, 2, 0, 80), d)));
+  EXPECT_EQ(t->identity_flows(42), 2u);
+  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 81), d), d, 42, 0, &e), InsertResult::inserted);
+}
+
+TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
+  auto t = table(4096);
+  KeyDir d;
+  FlowEntry* e;
+  ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 53, 17), d), d, 5, 0, &e), InsertResult::inserted);
+  ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 443, 6), d), d, 5, 0, &e), InsertResult::inserted);
+  e->tcp = TcpState::established;
+  // One bucket per call: a full pass takes many calls, none of which scans the whole table.
+  unsigned expired = 0;
+  for (int i = 0; i < 100000 && expired == 0; ++i) expired += t->age(61 * kTps, 1);
+  EXPECT_EQ(expired, 1u);  // the UDP flow (60 s); the established TCP flow (1800 s) stays
+  EXPECT_EQ(t->size(), 1u);
+  for (int i = 0; i < 100000 && t->size() != 0; ++i) t->age(1801 * kTps, 64);
+  EXPECT_EQ(t->size(), 0u);
+}
+
+TEST(FlowTable, ClearRemovesEverythingAndFreesTheCapacity) {
+  auto t = table(128);
+  KeyDir d;
+  FlowEntry* e;
+  for (std::uint32_t i = 0; i < 128; ++i) t->insert(make_flow_key(v4(i + 1, 2, 1, 2), d), d, 5, 0, &e);
+  EXPECT_EQ(t->clear(), t->capacity());
+  EXPECT_EQ(t->size(), 0u);
+  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 2), d), d, 5, 0, &e), InsertResult::inserted);
+}
+
+constexpr std::uint8_t FIN = 1, SYN = 2, RST = 4, ACK = 16;
+
+TEST(TcpTracking, FollowsTheHandshakeToEstablishedAndFinsToClosing) {
+  FlowEntry e;
+  e.key.proto = 6;
+  e.initiator = KeyDir::lo_to_hi;
+  const auto I = KeyDir::lo_to_hi, R = KeyDir::hi_to_lo;
+  EXPECT_EQ(FlowTable::track_tcp(e, I, SYN), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::syn_sent);
+  EXPECT_EQ(FlowTable::track_tcp(e, R, SYN | ACK), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::syn_received);
+  EXPECT_EQ(FlowTable::track_tcp(e, I, ACK), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::established);
+  EXPECT_EQ(FlowTable::track_tcp(e, R, ACK), TcpVerdict::ok);
+  EXPECT_EQ(FlowTable::track_tcp(e, I, FIN | ACK), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::fin_wait);
+  EXPECT_EQ(FlowTable::track_tcp(e, R, FIN | ACK), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::closing);
+}
+
+TEST(TcpTracking, RefusesWhatNoHandshakeAllows) {
+  const auto I = KeyDir::lo_to_hi, R = KeyDir::hi_to_lo;
+  FlowEntry e;
+  e.initiator = I;
+  EXPECT_EQ(FlowTable::track_tcp(e, I, ACK), TcpVerdict::invalid) << "no SYN for a new flow";
+  EXPECT_EQ(FlowTable::track_tcp(e, I, SYN | FIN), TcpVerdict::invalid) << "SYN+FIN";
+  EXPECT_EQ(FlowTable::track_tcp(e, R, SYN | ACK), TcpVerdict::invalid) << "SYN-ACK before SYN";
+  ASSERT_EQ(FlowTable::track_tcp(e, I, SYN), TcpVerdict::ok);
+  EXPECT_EQ(FlowTable::track_tcp(e, R, ACK), TcpVerdict::invalid) << "responder data before SYN-ACK";
+  ASSERT_EQ(FlowTable::track_tcp(e, R, SYN | ACK), TcpVerdict::ok);
+  ASSERT_EQ(FlowTable::track_tcp(e, I, ACK), TcpVerdict::ok);
+  EXPECT_EQ(FlowTable::track_tcp(e, I, SYN), TcpVerdict::invalid) << "SYN inside an established flow";
+}
+
+TEST(TcpTracking, ResetClosesAndOnlyANewSynFromTheInitiatorReopens) {
+  const auto I = KeyDir::lo_to_hi, R = KeyDir::hi_to_lo;
+  FlowEntry e;
+  e.initiator = I;
+  e.tcp = TcpState::established;
+  EXPECT_EQ(FlowTable::track_tcp(e, R, RST), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::closed);
+  EXPECT_EQ(FlowTable::track_tcp(e, R, ACK), TcpVerdict::invalid);
+  EXPECT_EQ(FlowTable::track_tcp(e, I, SYN), TcpVerdict::ok);
+  EXPECT_EQ(e.tcp, TcpState::syn_sent);
+}
+
+TEST(FlowTable, RefusesACapacityOutOfRangeWithAMessage) {
+  FlowTableConfig c;
+  c.capacity = 1;
+  auto t = FlowTable::create(c);
+  ASSERT_FALSE(t);
+  EXPECT_NE(t.error().find("capacity 1"), std::string::npos);
+}
+
+}  // namespace
