@@ -82,6 +82,15 @@ namespace zt::rules {
   X(tag_replayed, "identity tag seen before within the freshness window")                       \
   /* forwarding */                                                                              \
   X(tx_ring_full, "egress queue full; the packet could not be sent")                            \
+  /* flows and pipeline (dataplane/README.md "Pipeline") */                                    \
+  X(tcp_no_syn, "TCP packet of an unknown flow that is not a SYN (no mid-stream pickup)")       \
+  X(tcp_bad_state, "TCP flags impossible in the flow's state (SYN+FIN, SYN when established)")  \
+  X(tcp_after_reset, "TCP segment of a flow already reset (in flight when the RST crossed)")    \
+  X(flow_table_full, "the worker's flow table is full; new flows are refused, old ones kept")   \
+  X(flow_quota_exceeded, "the source identity holds its maximum of flows on this worker")       \
+  X(tag_missing, "untagged packet from the side of a flow that was opened with a tag")          \
+  X(tag_identity_mismatch, "tag identity differs from the identity that opened the flow")       \
+  X(tagged_frame_segmented, "tagged frame spread over several buffers: cannot be verified")     \
   /* policy */                                                                                  \
   X(policy_deny, "an explicit deny rule matched the flow")                                      \
   X(policy_default_deny, "no allow rule matched the flow (default deny)")                       \

@@ -1,0 +1,193 @@
+// The compiled, immutable policy (DESIGN.md §3). Built once by compile(), shared read-only by
+// every worker lcore (published by RCU pointer swap), never modified after construction.
+//
+// Lookup (classify): key = (source identity, destination address, protocol, destination port).
+//   1. source identity → its rule classes (open-addressing hash, one cache line);
+//   2. destination → LPM leaf → destination classes, most specific segment, audit flag;
+//   3. per rule group, (source class, destination class, protocol) → a port table; a binary
+//      search in it gives a verdict entry. Verdict entries are numbered in priority order, so the
+//      winner is simply the largest entry number over the (at most four) groups.
+// See rules/README.md for the design and measurements.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zt/rules/lpm.hpp"
+#include "zt/rules/policy.hpp"
+#include "zt/rules/types.hpp"
+
+struct hs_database;
+struct hs_scratch;
+
+namespace zt::rules {
+
+inline constexpr std::size_t kMaxBurst = 32;
+
+// Per-lcore Hyperscan scratch space. Prepare it with PolicySnapshot::prepare_scratch() on the
+// control path (at start-up, and again for every newly published snapshot before workers use
+// it: that call grows the scratch if the new databases need more); check_l7 never allocates.
+class L7Scratch {
+ public:
+  L7Scratch() = default;
+  L7Scratch(L7Scratch&&) noexcept;
+  L7Scratch& operator=(L7Scratch&&) noexcept;
+  L7Scratch(const L7Scratch&) = delete;
+  L7Scratch& operator=(const L7Scratch&) = delete;
+  ~L7Scratch();
+
+ private:
+  friend class PolicySnapshot;
+  hs_scratch* scratch_ = nullptr;
+};
+
+enum class L7Outcome : std::uint8_t { allowed, method_not_allowed, path_not_allowed, deny_pattern };
+std::string_view to_string(L7Outcome o) noexcept;
+
+struct L7Result {
+  L7Outcome outcome = L7Outcome::allowed;
+  std::uint32_t pattern = 0;  // index into the rule's paths/deny list that decided (deny_pattern)
+};
+
+// A verdict entry: one (rule, destination depth) pair, in priority order.
+struct VerdictEntry {
+  RuleId rule_id = kDefaultRule;
+  std::uint32_t rule_index = 0;  // into Policy::rules
+  std::uint16_t rate_class = kNoRateClass;
+  std::uint16_t l7 = kNoL7;
+  std::uint8_t depth = 0;  // prefix length of the destination segment the rule matched through
+  bool deny = true;
+  bool payload_hdr = false;
+};
+
+struct SnapshotStats {
+  std::size_t rules = 0, identities = 0, segments = 0, prefixes = 0;
+  std::size_t source_classes = 0, destination_classes = 0, port_tables = 0, combos = 0;
+  std::size_t verdict_entries = 0, l7_patterns = 0, rate_classes = 0;
+  std::size_t memory_bytes = 0;
+};
+
+class PolicySnapshot {
+ public:
+  ~PolicySnapshot();
+  PolicySnapshot(const PolicySnapshot&) = delete;
+  PolicySnapshot& operator=(const PolicySnapshot&) = delete;
+
+  std::uint64_t revision() const noexcept { return revision_; }
+  const std::string& digest() const noexcept { return policy_.digest; }
+  const Policy& source() const noexcept { return policy_; }
+  SnapshotStats stats() const noexcept { return stats_; }
+
+  // The dataplane lookup. noexcept, no allocation, no locks.
+  Verdict classify(const FlowKey& key) const noexcept;
+  // Same answers as classify(), for a burst: keys are processed kMaxBurst at a time in stages
+  // with prefetch. Returns the number of verdicts written (min(keys.size(), out.size())).
+  std::size_t classify_burst(std::span<const FlowKey> keys, std::span<Verdict> out) const noexcept;
+
+  // The identity an untagged packet from `src` carries: the pseudo identity of the most
+  // specific segment chain that a rule names as a source, else kUnauthenticated.
+  IdentityId resolve_untagged(const IpAddress& src) const noexcept;
+  // Whether a tag may claim this id (declared in this policy).
+  bool is_declared_identity(IdentityId id) const noexcept;
+
+  // Index of the most specific segment holding `a`, or kNoSegment.
+  std::uint32_t segment_of(const IpAddress& a) const noexcept;
+  std::span<const RateClass> rate_classes() const noexcept { return rate_classes_; }
+  std::span<const VerdictEntry> verdict_entries() const noexcept { return entries_; }
+
+  // L7 for a verdict whose `l7 != kNoL7`: method allow-list, path patterns (one must match the
+  // path), deny patterns (none may match `payload`). noexcept; uses only `scratch`.
+  L7Result check_l7(const Verdict& v, std::string_view method, std::string_view path,
+                    std::span<const std::uint8_t> payload, L7Scratch& scratch) const noexcept;
+  // Allocates or grows `scratch` for this snapshot's databases (control path).
+  std::expected<void, std::string> prepare_scratch(L7Scratch& scratch) const;
+  std::size_t l7_database_bytes() const noexcept;
+
+  // ---- offline helpers (trace, test, diff): slow, allocate, never used by the dataplane ----
+  std::optional<IdentityId> identity_by_name(std::string_view name) const;
+  std::string identity_name(IdentityId id) const;
+  const Rule* rule_by_id(RuleId id) const;
+  // Whether rule `index`'s from/to selector matches; for `to`, the matched depth.
+  bool rule_matches_source(std::size_t index, IdentityId src) const;
+  std::optional<std::uint8_t> rule_matches_destination(std::size_t index, const IpAddress& dst) const;
+  // Position of (rule, depth) in priority order, if such an entry exists.
+  std::optional<std::uint32_t> entry_of(std::size_t rule_index, std::uint8_t depth) const;
+  // All prefixes of the policy in leaf order (for diff enumeration).
+  std::span<const IpPrefix> prefixes() const noexcept { return leaf_prefix_; }
+
+ private:
+  friend class SnapshotBuilder;
+  PolicySnapshot() = default;
+
+  // Port tables with at most this many intervals are stored padded to it and scanned without
+  // branches; larger ones are binary searched.
+  static constexpr std::uint32_t kSmallPortTable = 8;
+
+  struct IdentitySlot {
+    IdentityId id;        // 0 = empty
+    std::uint32_t src_a;  // source class in group A (0 = none)
+    std::uint32_t src_c;  // source class in group C
+    std::uint32_t declared;
+  };
+  struct LeafInfo {
+    std::uint32_t dst_a = 0, dst_b = 0;
+    std::uint32_t segment = kNoSegment;
+    IdentityId untagged = kUnauthenticated;
+    bool audit = false;
+  };
+  struct ComboSlot {
+    std::uint64_t key;  // 0 = empty
+    std::uint32_t table;
+    std::uint32_t pad;
+  };
+
+  std::uint32_t port_lookup(std::uint32_t table, std::uint16_t port) const noexcept;
+  const IdentitySlot* find_identity(IdentityId id) const noexcept;
+  std::uint32_t find_combo(std::uint64_t key) const noexcept;
+  Verdict finish(std::uint32_t entry, const LeafInfo& leaf) const noexcept;
+
+  std::uint64_t revision_ = 0;
+  Policy policy_;
+  SnapshotStats stats_;
+
+  // classifier
+  std::vector<IdentitySlot> identities_;  // power-of-two open addressing
+  std::uint32_t identity_shift_ = 32;
+  Lpm lpm4_, lpm6_;
+  std::vector<LeafInfo> leaves_;  // [0] = outside every segment
+  std::vector<ComboSlot> combos_;  // group A hash
+  std::uint32_t combo_shift_ = 64;
+  std::vector<std::uint32_t> group_b_;  // [(dst_b * 8 + proto) * 2 + declared]
+  std::vector<std::uint32_t> group_c_;  // [src_c * 8 + proto]
+  std::vector<std::uint32_t> group_d_;  // [proto * 2 + declared]
+  static constexpr std::uint8_t kGroupA = 1, kGroupB = 2, kGroupC = 4, kGroupD = 8;
+  std::uint8_t groups_ = 0;  // groups with at least one port table
+  std::vector<std::uint32_t> ports_;    // port tables: n, starts, entries (see port_lookup); 0 = none
+  std::vector<VerdictEntry> entries_;   // [0] = default deny
+  std::vector<RateClass> rate_classes_;
+  bool audit_outside_ = false;
+
+  // offline helpers
+  std::vector<IpPrefix> leaf_prefix_;
+  std::vector<std::vector<std::pair<std::uint32_t, std::uint8_t>>> leaf_chain_;  // (segment, len)
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> entry_index_;  // ((rule<<8)|depth) → entry
+
+  // L7
+  struct L7Program {
+    std::vector<std::string> methods;
+    bool has_paths = false, has_deny = false;
+  };
+  std::vector<L7Program> l7_;
+  std::vector<std::uint32_t> path_owner_, deny_owner_;  // pattern id → l7 program
+  std::vector<std::uint32_t> path_local_, deny_local_;  // pattern id → index within the rule
+  hs_database* path_db_ = nullptr;
+  hs_database* deny_db_ = nullptr;
+};
+
+}  // namespace zt::rules
