@@ -3,19 +3,22 @@
 # beside dpdk-testpmd --forward-mode=io on the very same lab in the same run: the ratio is the
 # figure (absolute Gbit/s drift on shared machines).
 #
-# Usage: perf/lab_throughput.sh [--ztgate PATH] [--seconds N] [--runs N]
+# ztgate runs with the example policy (appliance/policy), so the iperf3 flow is admitted by a rule
+# and then followed by flow state, as in production.
+# Usage: perf/lab_throughput.sh [--ztgate PATH] [--seconds N] [--runs N] [--policy DIR]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 source "$repo/appliance/lab/lab.sh"
 
-ztgate="$repo/build/appliance/ztgate" seconds=4 runs=3
+ztgate="$repo/build/appliance/ztgate" seconds=4 runs=3 POLICY="$repo/appliance/policy"
 while (($#)); do
   case $1 in
     --ztgate) ztgate=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    *) echo "usage: $0 [--ztgate PATH] [--seconds N] [--runs N]" >&2; exit 2 ;;
+    --policy) POLICY=$2; shift 2 ;;
+    *) echo "usage: $0 [--ztgate PATH] [--seconds N] [--runs N] [--policy DIR]" >&2; exit 2 ;;
   esac
 done
 command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (Debian package dpdk)"
@@ -23,7 +26,12 @@ command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (Debian packag
 
 workdir=$(mktemp -d /tmp/ztgate-perf.XXXXXX)
 fwd_pid=""
-cleanup() { if [[ -n $fwd_pid ]]; then kill -INT "$fwd_pid" 2>/dev/null; fi; pkill -f "^sleep 86399$" 2>/dev/null; lab_down; rm -rf "$workdir"; }
+cleanup() {
+  if [[ -n $fwd_pid ]]; then kill -INT "$fwd_pid" 2>/dev/null || true; fi
+  pkill -f "^sleep 86399$" 2>/dev/null || true
+  lab_down
+  rm -rf "$workdir"
+}
 trap cleanup EXIT
 
 ports="net_af_packet0,iface=$A_OUT,framecnt=4096 net_af_packet1,iface=$B_OUT,framecnt=4096"
@@ -39,7 +47,7 @@ start_forwarder() {  # testpmd|ztgate
     for _ in $(seq 1 100); do grep -q "Press enter to exit" "$workdir/fwd.log" && return 0; sleep 0.1; done
     die "testpmd did not start: $(tail -5 "$workdir/fwd.log")"
   else
-    "$ztgate" --port-a "$a" --port-b "$b" --hugepages off --memory 256 --eal-log-level error --quiet \
+    "$ztgate" --policy "$POLICY" --flows 65536 --port-a "$a" --port-b "$b" --hugepages off --memory 256 --eal-log-level error --quiet \
         >"$workdir/fwd.log" 2>&1 &
     fwd_pid=$!
     for _ in $(seq 1 100); do grep -q "forwarding" "$workdir/fwd.log" && return 0; sleep 0.1; done

@@ -112,7 +112,7 @@ double run_once(Loop loop, std::uint16_t port, std::uint64_t packets, zt::dp::Wo
   while (done < packets) {
     const std::uint16_t n = rte_eth_rx_burst(port, 0, pkts, kBurst);
     if (loop == Loop::pipeline) {
-      const std::uint16_t keep = zt::dp::pipeline_burst(pkts, n, 0, c);
+      const std::uint16_t keep = zt::dp::parse_burst(pkts, n, 0, c);
       zt::dp::transmit_burst(pkts, keep, port, 0, 1, c);
     } else {
       std::uint16_t sent = rte_eth_tx_burst(port, 0, pkts, n);

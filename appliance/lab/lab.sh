@@ -7,15 +7,18 @@
 # Usage: lab.sh up | down | demo [--ztgate PATH] [--seconds N] | status
 #   up      create the namespaces and veth pairs (offloads off, so af_packet sees real frames)
 #   down    remove them (idempotent)
-#   demo    up, start ztgate, run curl and iperf3 from zone-a to zone-b across it, stop ztgate,
-#           check its counters against the kernel's, then down; exit 0 only if all of it worked
+#   demo    up, start ztgate with the example policy (appliance/policy), then from zone-a: ping
+#           and curl zone-b (allowed), curl a service the policy does not allow (must fail,
+#           counted as policy_default_deny), iperf3 (allowed); stop ztgate, check its counters
+#           against the kernel's, then down; exit 0 only if all of it behaved
 set -euo pipefail
 
 ZONE_A=zone-a ZONE_B=zone-b
 A_IN=zt-a0 A_OUT=zt-a1 B_IN=zt-b0 B_OUT=zt-b1
 A_IP=10.10.0.1 B_IP=10.10.0.2
 MAC_A=02:7a:00:00:00:01 MAC_B=02:7a:00:00:00:02
-HTTP_PORT=8080 IPERF_PORT=5201
+HTTP_PORT=8080 IPERF_PORT=5201 DENIED_PORT=9090
+POLICY_DIR=""  # default: appliance/policy (the example policy)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -72,7 +75,7 @@ netstat_of() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 
 ztgate_pid=""
 start_ztgate() {  # ztgate-path stats-file
-  "$1" --port-a "net_af_packet0,iface=$A_OUT,framecnt=${AF_FRAMES:-4096}" --port-b "net_af_packet1,iface=$B_OUT,framecnt=${AF_FRAMES:-4096}" \
+  "$1" --policy "${POLICY_DIR:-$repo/appliance/policy}" --flows 65536 --port-a "net_af_packet0,iface=$A_OUT,framecnt=${AF_FRAMES:-4096}" --port-b "net_af_packet1,iface=$B_OUT,framecnt=${AF_FRAMES:-4096}" \
        --hugepages off --memory 256 --eal-log-level error --stats-file "$2" \
        >"$workdir/ztgate.out" 2>"$workdir/ztgate.err" &
   ztgate_pid=$!
@@ -99,7 +102,8 @@ lab_demo() {
     case $1 in
       --ztgate) ztgate=$2; shift 2 ;;
       --seconds) seconds=$2; shift 2 ;;
-      *) die "demo: unknown argument '$1' (expected --ztgate PATH, --seconds N)" ;;
+      --policy) POLICY_DIR=$2; shift 2 ;;
+      *) die "demo: unknown argument '$1' (expected --ztgate PATH, --seconds N, --policy DIR)" ;;
     esac
   done
   [[ -x $ztgate ]] || die "no ztgate binary at $ztgate (build first, or pass --ztgate)"
@@ -114,6 +118,8 @@ lab_demo() {
   echo "hello from zone-b through ztgate" >"$workdir/www/index.html"
   ip netns exec "$ZONE_B" /usr/bin/python3 -m http.server "$HTTP_PORT" --bind "$B_IP" \
       --directory "$workdir/www" >/dev/null 2>&1 &
+  ip netns exec "$ZONE_B" /usr/bin/python3 -m http.server "$DENIED_PORT" --bind "$B_IP" \
+      --directory "$workdir/www" >/dev/null 2>&1 &
   ip netns exec "$ZONE_B" iperf3 -s -B "$B_IP" -p "$IPERF_PORT" -1 >/dev/null 2>&1 &
   sleep 0.5
 
@@ -121,11 +127,20 @@ lab_demo() {
   a_tx0=$(netstat_of "$ZONE_A" "$A_IN" tx_packets) a_rx0=$(netstat_of "$ZONE_A" "$A_IN" rx_packets)
   b_tx0=$(netstat_of "$ZONE_B" "$B_IN" tx_packets) b_rx0=$(netstat_of "$ZONE_B" "$B_IN" rx_packets)
 
-  log "curl http://$B_IP:$HTTP_PORT/ from $ZONE_A"
+  log "ping $B_IP from $ZONE_A (policy: legacy-ping-from-zone-a)"
+  ip netns exec "$ZONE_A" ping -c 2 -i 0.2 -W 2 "$B_IP" >/dev/null || die "ping across ztgate failed"
+
+  log "curl http://$B_IP:$HTTP_PORT/ from $ZONE_A (policy: legacy-http-from-zone-a)"
   local body
   body=$(ip netns exec "$ZONE_A" curl -sS --max-time 10 "http://$B_IP:$HTTP_PORT/") || die "curl across ztgate failed"
   [[ $body == "hello from zone-b through ztgate" ]] || die "curl got an unexpected body: $body"
   log "curl: got '$body'"
+
+  log "curl http://$B_IP:$DENIED_PORT/ from $ZONE_A: a server listens, but no rule allows it"
+  if ip netns exec "$ZONE_A" curl -sS --max-time 2 "http://$B_IP:$DENIED_PORT/" >/dev/null 2>&1; then
+    die "curl to port $DENIED_PORT crossed ztgate although the policy denies it"
+  fi
+  log "curl to port $DENIED_PORT: refused by ztgate, as the policy says"
 
   log "iperf3 -c $B_IP for $seconds s from $ZONE_A"
   ip netns exec "$ZONE_A" iperf3 -c "$B_IP" -p "$IPERF_PORT" -t "$seconds" -J >"$workdir/iperf.json" \
@@ -145,25 +160,34 @@ lab_demo() {
   # both directions. On the ingress side the kernel may count a few more than ztgate read: an
   # AF_PACKET ring that overflows drops frames before any PMD sees them (the lab uses 4096-frame
   # rings, so normally none); they are shown, never hidden.
-  local za_rx zb_tx zb_rx za_tx dropped
+  local za_rx zb_tx zb_rx za_tx dropped denied after_rst
   za_rx=$(json_get "$workdir/stats.json" 'd["ports"][0]["rx_packets"]')
   zb_tx=$(json_get "$workdir/stats.json" 'd["ports"][1]["tx_packets"]')
   zb_rx=$(json_get "$workdir/stats.json" 'd["ports"][1]["rx_packets"]')
   za_tx=$(json_get "$workdir/stats.json" 'd["ports"][0]["tx_packets"]')
   dropped=$(json_get "$workdir/stats.json" 'd["dropped"]')
+  denied=$(json_get "$workdir/stats.json" 'd["drops"].get("policy_default_deny", 0)')
+  # iperf3 ends its data connection with a reset while segments are still in flight; those
+  # arrive after the RST crossed ztgate and are dropped as tcp_after_reset (the receiver would
+  # discard them too).
+  after_rst=$(json_get "$workdir/stats.json" 'd["drops"].get("tcp_after_reset", 0)')
   printf '\n%-36s %12s %12s\n' "" "kernel" "ztgate" >&2
   printf '%-36s %12s %12s\n' "zone-a sent / port A received" "$a_tx" "$za_rx" >&2
   printf '%-36s %12s %12s\n' "port B sent / zone-b received" "$b_rx" "$zb_tx" >&2
   printf '%-36s %12s %12s\n' "zone-b sent / port B received" "$b_tx" "$zb_rx" >&2
   printf '%-36s %12s %12s\n' "port A sent / zone-a received" "$a_rx" "$za_tx" >&2
   printf '%-36s %12s %12s\n' "dropped by ztgate" "" "$dropped" >&2
+  printf '%-36s %12s %12s\n' "  of which policy_default_deny" "" "$denied" >&2
+  printf '%-36s %12s %12s\n' "  of which tcp_after_reset" "" "$after_rst" >&2
   printf '%-36s %12s\n\n' "lost in AF_PACKET rings before ztgate" "$(( a_tx - za_rx + b_tx - zb_rx ))" >&2
   [[ $b_rx == "$zb_tx" && $a_rx == "$za_tx" ]] \
     || die "what ztgate sent does not match what the zones received (table above)"
   (( za_rx <= a_tx && zb_rx <= b_tx )) || die "ztgate counted packets the zones never sent (table above)"
-  (( dropped == 0 )) || die "ztgate dropped $dropped packets of clean lab traffic"
-  (( za_rx + zb_rx == zb_tx + za_tx )) || die "ztgate's own accounting does not add up"
-  log "PASS: curl and iperf3 crossed ztgate; what it forwarded matches what the zones received"
+  (( denied >= 1 )) || die "the denied curl left no policy_default_deny drop"
+  (( dropped == denied + after_rst )) \
+    || die "ztgate dropped $((dropped - denied - after_rst)) packets of allowed lab traffic (see the drop table)"
+  (( za_rx + zb_rx == zb_tx + za_tx + dropped )) || die "ztgate's own accounting does not add up"
+  log "PASS: ping, curl and iperf3 crossed ztgate as the policy allows, the denied service did not; what it forwarded matches what the zones received"
   echo "$gbps" >"${LAB_GBPS_FILE:-/dev/null}"
 }
 

@@ -14,7 +14,7 @@ pkgs=(
   # tests
   libgtest-dev libgmock-dev python3-scapy python3-pytest tcpdump
   # lab
-  iproute2 ethtool iperf3 curl python3 procps
+  iproute2 iputils-ping ethtool iperf3 curl python3 procps
 )
 
 missing=()

@@ -17,9 +17,14 @@ constexpr const char* kUsage = R"(ztgate — inline zero-trust network appliance
 Usage: ztgate --port-a DEV --port-b DEV [options]
        ztgate --config FILE [options]
 
-ztgate forwards between two ports, the zone A side and the zone B side, as a bump in the wire.
-Every packet is parsed strictly; what cannot be parsed is dropped and counted by reason.
-Stop it with SIGINT or SIGTERM: it stops the ports, prints its counters and exits.
+ztgate sits between two ports, the zone A side and the zone B side, as a bump in the wire.
+Every packet is parsed strictly; every flow is decided by the policy (--policy): default deny,
+explicit allow, identity from the packet's Geneve identity tag (verified with the epoch keys
+derived from --key-master) or, untagged, from the source segment. Replies of an admitted flow
+pass by flow state. ARP passes. What is refused is dropped and counted by reason.
+Without --policy nothing but ARP passes (no_policy): there is no bypass mode.
+SIGHUP reloads the policy directory hitlessly; a policy that does not validate is refused and
+the running one stays. SIGINT or SIGTERM stops the ports, prints the counters and exits.
 
 DEV is a DPDK virtual device spec or a PCI address, e.g.
   net_af_packet0,iface=veth-a,qpairs=1    a Linux interface through AF_PACKET
@@ -60,6 +65,23 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("promiscuous", po::value(&rt.promiscuous)->default_value(true),
        "put both ports in promiscuous mode (a bump in the wire needs it)");
 
+  std::string geneve = "strip";
+  po::options_description pol("Policy, keys and flows");
+  pol.add_options()
+      ("policy", po::value(&o.policy_dir),
+       "policy directory (YAML, see appliance/policy/); validated and compiled at start and on SIGHUP")
+      ("key-master", po::value<std::string>(),
+       "file holding the trust domain's master secret in hex (>= 32 bytes); epoch secrets are "
+       "derived from it locally (lab / stand-alone; the manager will send epoch secrets instead)")
+      ("key-domain", po::value(&o.keys.domain)->default_value("lab"), "trust domain name of the keys")
+      ("epoch-length", po::value(&o.keys.epoch_length_s)->default_value(900),
+       "key epoch length in seconds (DESIGN.md §2)")
+      ("geneve", po::value(&geneve)->default_value("strip"),
+       "strip|keep — decapsulate tagged packets before forwarding, or forward them as they came")
+      ("flows", po::value(&rt.flows)->default_value(1U << 20), "flow table capacity per worker")
+      ("flow-quota", po::value(&rt.flow_quota)->default_value(0),
+       "flows one identity may hold per worker (0: no quota)");
+
   po::options_description eal("EAL");
   eal.add_options()
       ("hugepages", po::value(&hugepages)->default_value("auto"),
@@ -83,7 +105,7 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("quiet,q", po::bool_switch(&o.quiet), "print no counter table on exit");
 
   po::options_description all;
-  all.add(general).add(ports).add(eal).add(ops);
+  all.add(general).add(ports).add(pol).add(eal).add(ops);
 
   po::variables_map vm;
   try {
@@ -121,6 +143,15 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
   else
     return std::unexpected(
         fmt::format("--hugepages '{}': expected auto, on or off", hugepages));
+  if (geneve == "strip")
+    rt.geneve = dp::GeneveMode::strip;
+  else if (geneve == "keep")
+    rt.geneve = dp::GeneveMode::keep;
+  else
+    return std::unexpected(fmt::format("--geneve '{}': expected strip or keep", geneve));
+  if (vm.count("key-master")) o.keys.master_file = vm["key-master"].as<std::string>();
+  if (rt.flows < 64)
+    return std::unexpected(fmt::format("--flows {}: expected at least 64", rt.flows));
   if (rt.ports[0].empty() || rt.ports[1].empty())
     return std::unexpected("both --port-a and --port-b are required (see ztgate --help)");
   if (rt.workers == 0 || rt.workers > 64)

@@ -6,12 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "policy_source.hpp"
 #include "zt/dataplane/runtime.hpp"
 
 namespace zt::appliance {
 
 struct Options {
   dp::RuntimeConfig runtime;
+  std::string policy_dir;      // empty: no policy, every IP packet is dropped (no_policy)
+  KeySettings keys;
   std::string stats_file;      // JSON counters written on exit
   unsigned stop_when_idle_ms = 0;
   unsigned stats_interval_s = 0;

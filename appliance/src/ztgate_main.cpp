@@ -7,7 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <thread>
+#include <ctime>
 
 #include "options.hpp"
 #include "zt/dataplane/runtime.hpp"
@@ -15,8 +17,10 @@
 namespace {
 
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_reload{false};
 
 extern "C" void on_signal(int sig) { g_signal.store(sig, std::memory_order_relaxed); }
+extern "C" void on_hup(int) { g_reload.store(true, std::memory_order_relaxed); }
 
 void install_signal_handlers() {
   struct sigaction sa{};
@@ -24,6 +28,16 @@ void install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction hup{};
+  hup.sa_handler = on_hup;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
+}
+
+std::int64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 bool write_file(const std::string& path, const std::string& text) {
@@ -53,6 +67,29 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& runtime = **rt;
+
+  std::optional<zt::appliance::PolicySource> source;
+  if (!opt.policy_dir.empty()) {
+    auto src = zt::appliance::PolicySource::create(opt.policy_dir, opt.keys);
+    if (!src) {
+      fmt::print(stderr, "ztgate: {}\n", src.error());
+      return 1;
+    }
+    source.emplace(std::move(*src));
+    auto snap = source->load(realtime_ns());
+    if (!snap) {
+      fmt::print(stderr, "ztgate: {}\n", snap.error());
+      return 1;
+    }
+    runtime.publish(*snap);
+    fmt::print(stderr, "ztgate: policy {} revision {} ({} rules), {}\n", opt.policy_dir,
+               source->revision(), (*snap)->policy->stats().rules,
+               source->has_keys() ? fmt::format("keys for epoch {} of domain '{}'", source->epoch(), opt.keys.domain)
+                                  : std::string("no keys: tagged packets are dropped (tag_no_key)"));
+  } else {
+    fmt::print(stderr, "ztgate: no --policy: every IP packet is dropped (no_policy)\n");
+  }
+
   if (auto r = runtime.start(); !r) {
     fmt::print(stderr, "ztgate: {}\n", r.error());
     return 1;
@@ -75,6 +112,24 @@ int main(int argc, char** argv) {
       } else if (now - last_rx_change >= std::chrono::milliseconds(opt.stop_when_idle_ms)) {
         fmt::print(stderr, "ztgate: idle for {} ms, stopping\n", opt.stop_when_idle_ms);
         break;
+      }
+    }
+    if (source && g_reload.exchange(false)) {
+      auto snap = source->load(realtime_ns());
+      if (snap) {
+        runtime.publish(*snap);
+        fmt::print(stderr, "ztgate: reloaded policy, revision {}\n", source->revision());
+      } else {
+        fmt::print(stderr, "ztgate: reload refused, revision {} stays in force: {}\n",
+                   source->revision(), snap.error());
+      }
+    }
+    if (source) {
+      if (auto snap = source->rekey_if_due(realtime_ns()); !snap) {
+        fmt::print(stderr, "ztgate: re-key for a new epoch failed, the old keys stay: {}\n", snap.error());
+      } else if (*snap) {
+        runtime.publish(*snap);
+        fmt::print(stderr, "ztgate: keys for epoch {}\n", source->epoch());
       }
     }
     if (opt.stats_interval_s != 0 && now - last_stats >= std::chrono::seconds(opt.stats_interval_s)) {

@@ -47,6 +47,9 @@ CounterSnapshot::Worker copy_worker(const WorkerCounters& c, unsigned lcore, uns
   }
   for (std::size_t r = 0; r < kDropReasonCount; ++r) w.drops[r] = c.drops[r].get();
   w.busy_cycles = c.busy_cycles.get();
+  w.new_flows = c.new_flows.get();
+  w.audit_flows = c.audit_flows.get();
+  w.revoked_flows = c.revoked_flows.get();
   return w;
 }
 
@@ -84,6 +87,9 @@ std::string format_counters(const CounterSnapshot& s) {
     out += fmt::format("{:<34} {:>14}  {}\n", rules::to_string(reason), n, rules::describe(reason));
   }
   if (!any) out += "(no drops)\n";
+  std::uint64_t nf = 0, af = 0, rf = 0;
+  for (const auto& w : s.workers) nf += w.new_flows, af += w.audit_flows, rf += w.revoked_flows;
+  out += fmt::format("\nflows: {} admitted ({} only by audit mode), {} cut by a policy change\n", nf, af, rf);
   out += fmt::format("\ntotal: received {} = forwarded {} + dropped {}\n", s.rx_total(),
                      s.tx_total(), s.dropped_total());
   return out;
@@ -100,6 +106,9 @@ std::string counters_to_json(const CounterSnapshot& s) {
     if (auto n = s.drops(reason)) drops[std::string(rules::to_string(reason))] = n;
   }
   j["drops"] = drops;
+  std::uint64_t nf = 0, af = 0, rf = 0;
+  for (const auto& w : s.workers) nf += w.new_flows, af += w.audit_flows, rf += w.revoked_flows;
+  j["flows"] = {{"admitted", nf}, {"audit", af}, {"revoked", rf}};
   nlohmann::json ports = nlohmann::json::array();
   for (unsigned p = 0; p < s.ports.size() && p < kMaxPorts; ++p) {
     nlohmann::json pj;

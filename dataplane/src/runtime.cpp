@@ -4,7 +4,10 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_cycles.h>
 #include <rte_mbuf.h>
+
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -124,6 +127,20 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
         errno_text()));
 
   rt->counters_ = std::make_unique<WorkerCounters[]>(workers);
+  auto ch = SnapshotChannel::create(workers);
+  if (!ch) return std::unexpected(ch.error());
+  rt->snapshots_ = std::move(*ch);
+  PipelineConfig pc;
+  pc.flows.capacity = cfg.flows;
+  pc.flows.per_identity_quota = cfg.flow_quota;
+  pc.flows.timeouts = make_timeouts(rte_get_tsc_hz());
+  pc.geneve = cfg.geneve;
+  pc.replay.packets_per_second = cfg.replay_pps;
+  for (unsigned w = 0; w < workers; ++w) {
+    auto p = Pipeline::create(pc);
+    if (!p) return std::unexpected(fmt::format("worker {}: {} (see --flows)", w, p.error()));
+    rt->pipelines_.push_back(std::move(*p));
+  }
   for (unsigned i = 0; i < kMaxPorts; ++i)
     if (auto r = rt->setup_port(i, cfg); !r) return std::unexpected(r.error());
 
@@ -135,6 +152,8 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
     ctx.queue = static_cast<std::uint16_t>(q);
     for (unsigned i = 0; i < kMaxPorts; ++i) ctx.port_id[i] = rt->port_ids_[i];
     ctx.counters = &rt->counters_[q];
+    ctx.pipeline = rt->pipelines_[q].get();
+    ctx.snapshots = rt->snapshots_.get();
     ctx.stop = &rt->stop_;
     rt->contexts_.push_back(ctx);
     ++q;
@@ -209,6 +228,13 @@ std::expected<void, std::string> Runtime::setup_port(unsigned index, const Runti
 }
 
 std::expected<void, std::string> Runtime::start() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  const std::uint64_t tsc = rte_rdtsc();
+  for (auto& ctx : contexts_) {
+    ctx.base_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    ctx.base_tsc = tsc;
+  }
   for (auto& ctx : contexts_) {
     if (int rc = rte_eal_remote_launch(worker_main, &ctx, ctx.lcore); rc != 0)
       return std::unexpected(
@@ -231,6 +257,8 @@ void Runtime::stop() {
     }
   }
 }
+
+void Runtime::publish(std::shared_ptr<const Snapshot> s) { snapshots_->publish(std::move(s)); }
 
 CounterSnapshot Runtime::counters() const {
   CounterSnapshot s;

@@ -8,8 +8,8 @@
 
 namespace zt::dp {
 
-std::uint16_t pipeline_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
-                             WorkerCounters& c) noexcept {
+std::uint16_t parse_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
+                          WorkerCounters& c) noexcept {
   std::array<std::uint8_t, kParseWindow> scratch;
   ParsedPacket parsed;
   std::uint64_t bytes = 0;
@@ -62,21 +62,33 @@ int worker_main(void* arg) noexcept {
   auto& ctx = *static_cast<WorkerContext*>(arg);
   auto& c = *ctx.counters;
   rte_mbuf* pkts[kBurst];
+  const double ns_per_tick = 1e9 / static_cast<double>(rte_get_tsc_hz());
+  constexpr unsigned kAgeBucketsWhenIdle = 64;
 
+  ctx.snapshots->online(ctx.queue);
   while (!ctx.stop->load(std::memory_order_relaxed)) {
+    // One snapshot for the whole iteration; quiescent only after the last packet decided by it.
+    const Snapshot* snap = ctx.snapshots->acquire();
+    const std::uint64_t tsc = rte_rdtsc();
+    const BurstClock clk{tsc, ctx.base_ns + static_cast<std::int64_t>(
+                                                static_cast<double>(tsc - ctx.base_tsc) * ns_per_tick)};
     bool idle = true;
     for (unsigned in = 0; in < kMaxPorts; ++in) {
       const unsigned out = in ^ 1U;
       const std::uint16_t n = rte_eth_rx_burst(ctx.port_id[in], ctx.queue, pkts, kBurst);
       if (n == 0) continue;
       idle = false;
-      const std::uint64_t t0 = rte_rdtsc();
-      const std::uint16_t keep = pipeline_burst(pkts, n, in, c);
+      const std::uint16_t keep = ctx.pipeline->run(pkts, n, in, snap, clk, c);
       if (keep != 0) transmit_burst(pkts, keep, ctx.port_id[out], ctx.queue, out, c);
-      c.busy_cycles.add(rte_rdtsc() - t0);
+      c.busy_cycles.add(rte_rdtsc() - tsc);
     }
-    if (idle) c.idle_polls.inc();
+    if (idle) {
+      c.idle_polls.inc();
+      ctx.pipeline->age(tsc, kAgeBucketsWhenIdle);
+    }
+    ctx.snapshots->quiescent(ctx.queue);
   }
+  ctx.snapshots->offline(ctx.queue);
   return 0;
 }
 

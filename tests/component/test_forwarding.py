@@ -28,7 +28,7 @@ def good_frames():
         eth(dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.10.0.1", pdst="10.10.0.2"),
         eth() / Dot1Q(vlan=10) / IP(src="10.10.0.1", dst="10.10.0.2") / UDP(sport=7, dport=7) / Raw(b"v" * 20),
         eth() / Dot1AD(vlan=100) / Dot1Q(vlan=10) / IP(src="10.10.0.1", dst="10.10.0.2") / TCP(dport=22, flags="S"),
-        eth() / IP(src="10.10.0.1", dst="10.10.0.2", options=b"\x01\x01\x01\x00") / TCP(dport=80, flags="A"),
+        eth() / IP(src="10.10.0.1", dst="10.10.0.2", options=b"\x01\x01\x01\x00") / TCP(dport=80, flags="S"),
     ]
 
 
@@ -152,21 +152,22 @@ def test_refuses_the_same_device_on_both_sides():
 
 def test_reads_ports_from_a_config_file(tmp_path):
     frames = [bytes(f) for f in good_frames()[:3]]
-    from ztgate_harness import write_pcap, read_frames
+    from ztgate_harness import POLICIES, write_pcap, read_frames
     write_pcap(tmp_path / "a.pcap", frames)
     write_pcap(tmp_path / "b.pcap", [])
     conf = tmp_path / "ztgate.conf"
     conf.write_text(
         f"port-a = net_pcap0,rx_pcap={tmp_path}/a.pcap,tx_pcap={tmp_path}/oa.pcap\n"
         f"port-b = net_pcap1,rx_pcap={tmp_path}/b.pcap,tx_pcap={tmp_path}/ob.pcap\n"
-        "hugepages = off\nmemory = 128\nmbufs = 4096\nstop-when-idle = 400\neal-log-level = error\n")
+        "hugepages = off\nmemory = 128\nmbufs = 4096\nstop-when-idle = 400\neal-log-level = error\n"
+        f"flows = 4096\npolicy = {POLICIES / 'allow-all'}\n")
     r = run_cli(["--config", str(conf), "--quiet"])
     assert r.returncode == 0, r.stderr
     assert read_frames(tmp_path / "ob.pcap") == frames
 
 
 def test_two_workers_each_forward_their_own_queue(tmp_path):
-    from ztgate_harness import ZTGATE, write_pcap, read_frames
+    from ztgate_harness import ZTGATE, POLICIES, write_pcap, read_frames
     import json, subprocess
     q0 = [bytes(eth() / IP(src="10.10.0.1", dst="10.10.0.2") / UDP(sport=100 + i, dport=9)) for i in range(40)]
     q1 = [bytes(eth() / IP(src="10.10.0.3", dst="10.10.0.2") / UDP(sport=200 + i, dport=9)) for i in range(25)]
@@ -178,7 +179,8 @@ def test_two_workers_each_forward_their_own_queue(tmp_path):
         ZTGATE,
         "--port-a", f"net_pcap0,rx_pcap={t}/q0.pcap,rx_pcap={t}/q1.pcap,tx_pcap={t}/oa0.pcap,tx_pcap={t}/oa1.pcap",
         "--port-b", f"net_pcap1,rx_pcap={t}/empty.pcap,rx_pcap={t}/empty.pcap,tx_pcap={t}/ob0.pcap,tx_pcap={t}/ob1.pcap",
-        "--workers", "2", "--lcores", "0@0,1@1,2@1", "--hugepages", "off", "--memory", "128",
+        "--workers", "2", "--lcores", "0@0,1@1,2@1", "--hugepages", "off", "--memory", "256",
+        "--flows", "65536", "--policy", str(POLICIES / "allow-all"),
         "--mbufs", "4096", "--stop-when-idle", "400", "--stats-file", f"{t}/s.json",
         "--eal-log-level", "error"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
@@ -195,7 +197,7 @@ def test_stops_cleanly_on_sigterm_under_load_with_every_packet_counted(tmp_path)
     import json, signal, subprocess, time
     from ztgate_harness import ZTGATE
     proc = subprocess.Popen([ZTGATE, "--port-a", "net_null0", "--port-b", "net_null1", "--hugepages", "off",
-                             "--memory", "128", "--mbufs", "4096", "--stats-file", f"{tmp_path}/s.json",
+                             "--memory", "128", "--mbufs", "4096", "--flows", "4096", "--stats-file", f"{tmp_path}/s.json",
                              "--eal-log-level", "error"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)

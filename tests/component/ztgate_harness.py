@@ -12,6 +12,7 @@ from pathlib import Path
 
 from scapy.utils import RawPcapReader
 
+POLICIES = Path(__file__).resolve().parent / "policies"
 ZTGATE = os.environ.get("ZTGATE", str(Path(__file__).resolve().parents[2] / "build" / "appliance" / "ztgate"))
 
 
@@ -42,8 +43,17 @@ def read_frames(path: Path):
     return [bytes(data) for data, _meta in RawPcapReader(str(path))]
 
 
-def run_ztgate(tmp: Path, frames_a=(), frames_b=(), extra=(), in_a: Path = None, timeout=60) -> Run:
-    """Feeds frames_a into port A and frames_b into port B (or the capture in_a as is)."""
+def policy_args(policy):
+    """--policy for a policy under tests/component/policies (a name) or anywhere (a Path)."""
+    if policy is None:
+        return []
+    return ["--policy", str(policy if isinstance(policy, Path) else POLICIES / policy)]
+
+
+def run_ztgate(tmp: Path, frames_a=(), frames_b=(), extra=(), in_a: Path = None, timeout=60,
+               policy="allow-all", idle_ms=400) -> Run:
+    """Feeds frames_a into port A and frames_b into port B (or the capture in_a as is), under
+    `policy` (default: allow-all, for tests of forwarding mechanics; None: no policy)."""
     tmp.mkdir(parents=True, exist_ok=True)
     if in_a is None:
         in_a = tmp / "in_a.pcap"
@@ -58,8 +68,9 @@ def run_ztgate(tmp: Path, frames_a=(), frames_b=(), extra=(), in_a: Path = None,
         "--port-a", f"net_pcap0,rx_pcap={in_a},tx_pcap={out_a}",
         "--port-b", f"net_pcap1,rx_pcap={in_b},tx_pcap={out_b}",
         "--hugepages", "off", "--memory", "128", "--mbufs", "4096",
-        "--stop-when-idle", "400", "--stats-file", str(stats),
-        "--eal-log-level", "error",
+        "--stop-when-idle", str(idle_ms), "--stats-file", str(stats),
+        "--eal-log-level", "error", "--flows", "65536",
+        *policy_args(policy),
         *extra,
     ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -35,6 +35,9 @@ struct alignas(64) WorkerCounters {
   std::array<Counter, kMaxPorts> tx_packets;  // sent out of port p
   std::array<Counter, kMaxPorts> tx_bytes;
   std::array<Counter, rules::kDropReasonCount> drops;  // by reason
+  Counter new_flows;      // flows admitted
+  Counter audit_flows;    // flows admitted only because their segment is in audit mode
+  Counter revoked_flows;  // established flows cut because a new policy revision denies them
   Counter idle_polls;  // polls of both ports that found nothing
   Counter busy_cycles; // TSC cycles spent on polls that found packets
 
@@ -53,6 +56,7 @@ struct CounterSnapshot {
     std::array<std::uint64_t, kMaxPorts> rx_packets{}, rx_bytes{}, tx_packets{}, tx_bytes{};
     std::array<std::uint64_t, rules::kDropReasonCount> drops{};
     std::uint64_t busy_cycles = 0;
+    std::uint64_t new_flows = 0, audit_flows = 0, revoked_flows = 0;
   };
   struct Port {
     std::string name;

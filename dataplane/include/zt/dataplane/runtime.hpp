@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "zt/dataplane/counters.hpp"
+#include "zt/dataplane/pipeline.hpp"
+#include "zt/dataplane/snapshot.hpp"
 #include "zt/dataplane/worker.hpp"
 
 namespace zt::dp {
@@ -33,6 +35,11 @@ struct RuntimeConfig {
   bool promiscuous = true;       // a bump in the wire forwards frames for any MAC
   std::string eal_log_level = "notice";
   std::vector<std::string> extra_eal_args;  // passed to rte_eal_init verbatim, last
+  // Pipeline (per worker).
+  std::uint32_t flows = 1U << 20;   // flow table capacity per worker
+  std::uint32_t flow_quota = 0;     // flows one identity may hold per worker; 0: no quota
+  GeneveMode geneve = GeneveMode::strip;
+  double replay_pps = 15e6;         // accepted tags per second the replay filter is sized for
 };
 
 // True when `spec` names a virtual device rather than a PCI address.
@@ -57,6 +64,11 @@ class Runtime {
   // Stops the workers, waits for them, stops the ports. Idempotent.
   void stop();
 
+  // Makes `s` the snapshot every worker decides by, hitlessly (RCU); returns once no worker
+  // can still be using the previous one, which is then released.
+  void publish(std::shared_ptr<const Snapshot> s);
+  std::shared_ptr<const Snapshot> snapshot() const { return snapshots_->current_owner(); }
+
   CounterSnapshot counters() const;
   unsigned worker_count() const noexcept { return static_cast<unsigned>(contexts_.size()); }
   const std::array<std::string, kMaxPorts>& port_names() const noexcept { return names_; }
@@ -71,6 +83,8 @@ class Runtime {
   struct rte_mempool* pool_ = nullptr;
   std::vector<WorkerContext> contexts_;
   std::unique_ptr<WorkerCounters[]> counters_;
+  std::vector<std::unique_ptr<Pipeline>> pipelines_;
+  std::unique_ptr<SnapshotChannel> snapshots_;
   std::atomic<bool> stop_{false};
   bool launched_ = false;
   bool eal_ready_ = false;

@@ -7,19 +7,18 @@
 #include <atomic>
 #include <cstdint>
 
+#include "zt/dataplane/burst.hpp"
 #include "zt/dataplane/counters.hpp"
+#include "zt/dataplane/pipeline.hpp"
+#include "zt/dataplane/snapshot.hpp"
 
 namespace zt::dp {
 
-inline constexpr std::uint16_t kBurst = 32;
-inline constexpr unsigned kPrefetchAhead = 4;
-inline constexpr unsigned kTxRetries = 8;
-
-// Runs the pipeline over a burst received on port index `in_port` (0 or 1). Packets to forward
-// are compacted to the front of `pkts` in arrival order and their count returned; the others
-// are freed and counted by drop reason in `c`. Also counts the received packets and bytes.
-std::uint16_t pipeline_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
-                             WorkerCounters& c) noexcept;
+// Parses a burst received on port index `in_port` and keeps what parses, with no policy: the
+// parser-and-forwarding floor that perf/pipeline_bench compares the full pipeline against.
+// Kept packets are compacted to the front of `pkts`; the others are freed and counted.
+std::uint16_t parse_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
+                          WorkerCounters& c) noexcept;
 
 // Sends `n` packets on (port_id, queue), retrying a bounded number of times when the queue is
 // full; what still does not fit is freed and counted as tx_ring_full. Counts what was sent.
@@ -28,10 +27,15 @@ void transmit_burst(rte_mbuf** pkts, std::uint16_t n, std::uint16_t port_id, std
 
 struct WorkerContext {
   unsigned lcore = 0;
-  std::uint16_t queue = 0;
+  std::uint16_t queue = 0;  // also this worker's reader index in the snapshot channel
   std::uint16_t port_id[kMaxPorts] = {};
   WorkerCounters* counters = nullptr;
+  Pipeline* pipeline = nullptr;
+  SnapshotChannel* snapshots = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  // Wall clock for tag freshness, extrapolated from the TSC (no system call per burst).
+  std::int64_t base_ns = 0;
+  std::uint64_t base_tsc = 0;
 };
 
 // The lcore entry point (rte_eal_remote_launch); `arg` is a WorkerContext*.
