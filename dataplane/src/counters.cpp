@@ -53,18 +53,45 @@ CounterSnapshot::Worker copy_worker(const WorkerCounters& c, unsigned lcore, uns
   return w;
 }
 
+namespace {
+
+struct PortTotals {
+  std::uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+};
+
+PortTotals port_totals(const CounterSnapshot& s, unsigned p) {
+  PortTotals t;
+  for (const auto& w : s.workers) {
+    t.rx_packets += w.rx_packets[p];
+    t.rx_bytes += w.rx_bytes[p];
+    t.tx_packets += w.tx_packets[p];
+    t.tx_bytes += w.tx_bytes[p];
+  }
+  return t;
+}
+
+struct FlowTotals {
+  std::uint64_t admitted = 0, audit = 0, revoked = 0;
+};
+
+FlowTotals flow_totals(const CounterSnapshot& s) {
+  FlowTotals t;
+  for (const auto& w : s.workers) {
+    t.admitted += w.new_flows;
+    t.audit += w.audit_flows;
+    t.revoked += w.revoked_flows;
+  }
+  return t;
+}
+
+}  // namespace
+
 std::string format_counters(const CounterSnapshot& s) {
   std::string out;
   out += fmt::format("{:<10} {:>14} {:>16} {:>14} {:>16} {:>10} {:>10}\n", "port", "rx packets",
                      "rx bytes", "tx packets", "tx bytes", "missed", "no mbuf");
   for (unsigned p = 0; p < s.ports.size() && p < kMaxPorts; ++p) {
-    std::uint64_t rxp = 0, rxb = 0, txp = 0, txb = 0;
-    for (const auto& w : s.workers) {
-      rxp += w.rx_packets[p];
-      rxb += w.rx_bytes[p];
-      txp += w.tx_packets[p];
-      txb += w.tx_bytes[p];
-    }
+    const auto [rxp, rxb, txp, txb] = port_totals(s, p);
     out += fmt::format("{:<10} {:>14} {:>16} {:>14} {:>16} {:>10} {:>10}\n", s.ports[p].name, rxp,
                        rxb, txp, txb, s.ports[p].hw_imissed, s.ports[p].hw_rx_nombuf);
   }
@@ -87,9 +114,9 @@ std::string format_counters(const CounterSnapshot& s) {
     out += fmt::format("{:<34} {:>14}  {}\n", rules::to_string(reason), n, rules::describe(reason));
   }
   if (!any) out += "(no drops)\n";
-  std::uint64_t nf = 0, af = 0, rf = 0;
-  for (const auto& w : s.workers) nf += w.new_flows, af += w.audit_flows, rf += w.revoked_flows;
-  out += fmt::format("\nflows: {} admitted ({} only by audit mode), {} cut by a policy change\n", nf, af, rf);
+  const auto f = flow_totals(s);
+  out += fmt::format("\nflows: {} admitted ({} only by audit mode), {} cut by a policy change\n",
+                     f.admitted, f.audit, f.revoked);
   out += fmt::format("\ntotal: received {} = forwarded {} + dropped {}\n", s.rx_total(),
                      s.tx_total(), s.dropped_total());
   return out;
@@ -106,19 +133,12 @@ std::string counters_to_json(const CounterSnapshot& s) {
     if (auto n = s.drops(reason)) drops[std::string(rules::to_string(reason))] = n;
   }
   j["drops"] = drops;
-  std::uint64_t nf = 0, af = 0, rf = 0;
-  for (const auto& w : s.workers) nf += w.new_flows, af += w.audit_flows, rf += w.revoked_flows;
-  j["flows"] = {{"admitted", nf}, {"audit", af}, {"revoked", rf}};
+  const auto f = flow_totals(s);
+  j["flows"] = {{"admitted", f.admitted}, {"audit", f.audit}, {"revoked", f.revoked}};
   nlohmann::json ports = nlohmann::json::array();
   for (unsigned p = 0; p < s.ports.size() && p < kMaxPorts; ++p) {
     nlohmann::json pj;
-    std::uint64_t rxp = 0, rxb = 0, txp = 0, txb = 0;
-    for (const auto& w : s.workers) {
-      rxp += w.rx_packets[p];
-      rxb += w.rx_bytes[p];
-      txp += w.tx_packets[p];
-      txb += w.tx_bytes[p];
-    }
+    const auto [rxp, rxb, txp, txb] = port_totals(s, p);
     pj["name"] = s.ports[p].name;
     pj["rx_packets"] = rxp;
     pj["rx_bytes"] = rxb;

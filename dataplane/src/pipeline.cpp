@@ -52,6 +52,12 @@ struct Pkt {
   bool verify = false;
 };
 
+// The flow bits a verdict sets; kFlagTagged is the flow's own, kept across revisions.
+inline std::uint8_t verdict_flags(const rules::Verdict& v, bool tagged) noexcept {
+  return static_cast<std::uint8_t>((tagged ? kFlagTagged : 0) | (v.payload_hdr ? kFlagHdrOk : 0) |
+                                   (v.disposition == rules::Disposition::audit ? kFlagAudit : 0));
+}
+
 inline void count_drop(WorkerCounters& c, DropReason r) noexcept {
   c.drops[static_cast<std::size_t>(r)].inc();
 }
@@ -230,9 +236,7 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
             case InsertResult::inserted:
               e->revision = static_cast<std::uint32_t>(revision);
               e->rule_id = p.verdict.rule_id;
-              e->flags = static_cast<std::uint8_t>((p.tagged ? kFlagTagged : 0) |
-                                                   (p.verdict.payload_hdr ? kFlagHdrOk : 0) |
-                                                   (p.verdict.disposition == rules::Disposition::audit ? kFlagAudit : 0));
+              e->flags = verdict_flags(p.verdict, p.tagged);
               c.new_flows.inc();
               if (p.verdict.disposition == rules::Disposition::audit) c.audit_flows.inc();
               break;
@@ -261,9 +265,7 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
         } else {
           e->revision = static_cast<std::uint32_t>(revision);
           e->rule_id = v.rule_id;
-          e->flags = static_cast<std::uint8_t>((e->flags & kFlagTagged) |
-                                               (v.payload_hdr ? kFlagHdrOk : 0) |
-                                               (v.disposition == rules::Disposition::audit ? kFlagAudit : 0));
+          e->flags = verdict_flags(v, (e->flags & kFlagTagged) != 0);
         }
       }
       if (e != nullptr && p.drop == DropReason::none) {
