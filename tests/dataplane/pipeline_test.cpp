@@ -330,7 +330,8 @@ TEST(PipelineSwap, ThousandsOfPolicySwapsUnderTrafficNeverMixTwoRevisionsInABurs
   auto pipe = std::move(*Pipeline::create(cfg));
   dp::WorkerCounters c;
   std::atomic<bool> stop{false};
-  std::uint64_t bursts = 0, bad = 0, saw_a = 0, saw_b = 0;
+  std::atomic<std::uint64_t> bursts{0};
+  std::uint64_t bad = 0, saw_a = 0, saw_b = 0;
   const Bytes f[2] = {udp(A1, B5, 1024, 53), udp(A1, B5, 1024, 5353)};
   std::thread worker([&] {
     ch->online(0);
@@ -357,10 +358,15 @@ TEST(PipelineSwap, ThousandsOfPolicySwapsUnderTrafficNeverMixTwoRevisionsInABurs
     }
     ch->offline(0);
   });
+  // Publish only once the worker is online and moving, so every swap happens under traffic
+  // (publish waits for online readers only).
+  while (bursts.load() < 16) std::this_thread::yield();
   for (int i = 0; i < 2000; ++i) ch->publish(i % 2 ? a : b);
+  const std::uint64_t during = bursts.load();
   stop.store(true);
   worker.join();
-  EXPECT_EQ(bad, 0u) << "of " << bursts << " bursts";
+  EXPECT_EQ(bad, 0u) << "of " << bursts.load() << " bursts";
+  EXPECT_GE(during, 2000u) << "each publish waits for the worker to pass a burst";
   EXPECT_GT(saw_a, 0u);
   EXPECT_GT(saw_b, 0u);
   EXPECT_EQ(c.drops[static_cast<std::size_t>(DropReason::policy_default_deny)].get(), saw_a);
