@@ -1,6 +1,6 @@
-// Pipeline benchmark: bursts of 32 prebuilt mbufs through the real worker code (parser and
-// forwarding path, pipeline_burst + transmit_burst) on one lcore, over a net_ring port whose RX
-// and TX share one ring, so every forwarded mbuf comes round again. Beside it, in the same
+// Parse-and-forward benchmark: bursts of 32 prebuilt mbufs through the worker's parser and
+// forwarding path (parse_burst + transmit_burst, no policy) on one lcore, over a net_ring port
+// whose RX and TX share one ring, so every forwarded mbuf comes round again. Beside it, in the same
 // process and on the same port, the plain io loop (rx_burst → tx_burst, what testpmd io does):
 // the framework floor. Prints cycles/packet and Mpps, median and spread over several runs.
 //
@@ -102,7 +102,7 @@ Stats summarize(std::vector<double> v) {
   return {med, v.front(), v.back()};
 }
 
-enum class Loop { io, pipeline };
+enum class Loop { io, parse };
 
 // Runs `packets` packets round the ring; returns TSC cycles per packet.
 double run_once(Loop loop, std::uint16_t port, std::uint64_t packets, zt::dp::WorkerCounters& c) {
@@ -111,7 +111,7 @@ double run_once(Loop loop, std::uint16_t port, std::uint64_t packets, zt::dp::Wo
   const std::uint64_t t0 = rte_rdtsc_precise();
   while (done < packets) {
     const std::uint16_t n = rte_eth_rx_burst(port, 0, pkts, kBurst);
-    if (loop == Loop::pipeline) {
+    if (loop == Loop::parse) {
       const std::uint16_t keep = zt::dp::parse_burst(pkts, n, 0, c);
       zt::dp::transmit_burst(pkts, keep, port, 0, 1, c);
     } else {
@@ -205,20 +205,20 @@ int main(int argc, char** argv) {
     }
     zt::dp::WorkerCounters counters;
     std::vector<double> io, pipe;
-    run_once(Loop::pipeline, port, packets / 4, counters);  // warm-up
+    run_once(Loop::parse, port, packets / 4, counters);  // warm-up
     for (unsigned r = 0; r < runs; ++r) {  // interleaved, so drift hits both alike
       io.push_back(run_once(Loop::io, port, packets, counters));
-      pipe.push_back(run_once(Loop::pipeline, port, packets, counters));
+      pipe.push_back(run_once(Loop::parse, port, packets, counters));
     }
     const std::uint64_t dropped = counters.dropped_total();
-    for (auto [name, v] : {std::pair{"io", summarize(io)}, std::pair{"pipeline", summarize(pipe)}})
+    for (auto [name, v] : {std::pair{"io", summarize(io)}, std::pair{"parse+fwd", summarize(pipe)}})
       fmt::print("{:<26} {:<9} {:>12.1f} {:>10.1f} {:>10.1f} {:>10.2f}\n", mix.name, name, v.median,
                  v.min, v.max, hz / v.median / 1e6);
     const auto p = summarize(pipe), b = summarize(io);
-    fmt::print("{:<26} {:<9} {:>12.1f}   (pipeline minus io: parser + accounting per packet)\n\n",
+    fmt::print("{:<26} {:<9} {:>12.1f}   (parse+fwd minus io: parser + accounting per packet)\n\n",
                "", "delta", p.median - b.median);
     if (dropped != 0) {
-      fmt::print(stderr, "pipeline_bench: the pipeline dropped {} of the prebuilt frames\n", dropped);
+      fmt::print(stderr, "pipeline_bench: the parser dropped {} of the prebuilt frames\n", dropped);
       return 1;
     }
     // Drain the ring back into the pool for the next mix.
