@@ -16,6 +16,7 @@ namespace zt::rules {
 
 namespace {
 
+
 constexpr std::uint32_t kProtoClasses = 5;  // tcp, udp, icmp, icmpv6, other
 constexpr std::size_t kMaxCombos = 20'000'000;
 
@@ -35,6 +36,28 @@ bool labels_match(const Labels& want, const Labels& have) {
     if (it == have.end() || it->second != v) return false;
   }
   return true;
+}
+
+// Appends the items (identities or segments) whose labels contain every pair of `want`, looked
+// up through the smallest posting list of the label index.
+template <typename Items>
+void add_label_matches(const Labels& want,
+                       const std::map<std::pair<std::string, std::string>, std::vector<std::uint32_t>>& label_index,
+                       const Items& items, std::vector<std::uint32_t>& matched) {
+  const std::vector<std::uint32_t>* smallest = nullptr;
+  for (const auto& kv : want) {
+    auto it = label_index.find(kv);
+    if (it == label_index.end()) return;
+    if (!smallest || it->second.size() < smallest->size()) smallest = &it->second;
+  }
+  if (smallest)
+    for (auto i : *smallest)
+      if (labels_match(want, items[i].labels)) matched.push_back(i);
+}
+
+void sort_unique(std::vector<std::uint32_t>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
 struct VecHash {
@@ -171,19 +194,8 @@ class SnapshotBuilder {
         auto& v = seg_pseudo[seg_index.at(name)];
         matched.insert(matched.end(), v.begin(), v.end());
       }
-      if (sel.labels) {
-        const std::vector<std::uint32_t>* smallest = nullptr;
-        for (auto& kv : *sel.labels) {
-          auto it = label_index.find(kv);
-          if (it == label_index.end()) { smallest = nullptr; break; }
-          if (!smallest || it->second.size() < smallest->size()) smallest = &it->second;
-        }
-        if (smallest)
-          for (auto i : *smallest)
-            if (labels_match(*sel.labels, policy_.identities[i].labels)) matched.push_back(i);
-      }
-      std::sort(matched.begin(), matched.end());
-      matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
+      if (sel.labels) add_label_matches(*sel.labels, label_index, policy_.identities, matched);
+      sort_unique(matched);
       auto& target = group_[r] == 0 ? src_rules_a_ : src_rules_c_;
       for (auto src : matched) target[src].push_back(r);
     }
@@ -203,19 +215,8 @@ class SnapshotBuilder {
       const auto& sel = rules[r].to;
       std::vector<std::uint32_t> matched;
       for (auto& name : sel.segments) matched.push_back(seg_index.at(name));
-      if (sel.labels) {
-        const std::vector<std::uint32_t>* smallest = nullptr;
-        for (auto& kv : *sel.labels) {
-          auto it = label_index.find(kv);
-          if (it == label_index.end()) { smallest = nullptr; break; }
-          if (!smallest || it->second.size() < smallest->size()) smallest = &it->second;
-        }
-        if (smallest)
-          for (auto i : *smallest)
-            if (labels_match(*sel.labels, policy_.segments[i].labels)) matched.push_back(i);
-      }
-      std::sort(matched.begin(), matched.end());
-      matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
+      if (sel.labels) add_label_matches(*sel.labels, label_index, policy_.segments, matched);
+      sort_unique(matched);
       for (auto seg : matched) seg_rules[seg].push_back(r);
     }
     leaf_rules_.assign(s.leaves_.size(), {});
