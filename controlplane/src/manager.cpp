@@ -37,6 +37,19 @@ bool valid_name(const std::string& n) {
   return n != "." && n != "..";
 }
 
+// What an enrolment and a renewal both hand back: the certificate and what to trust.
+template <typename Cert>
+void fill_credentials(v1::EnrolResponse& e, const Cert& cert, const std::string& ca_pem,
+                      const std::string& signing_pub_pem, const std::string& uri,
+                      const std::string& domain) {
+  e.set_certificate_pem(cert.pem);
+  e.set_ca_pem(ca_pem);
+  e.set_signing_public_key_pem(signing_pub_pem);
+  e.set_identity_uri(uri);
+  e.set_not_after_unix(cert.not_after_unix);
+  e.set_domain(domain);
+}
+
 }  // namespace
 
 Result<std::string> create_token(const fs::path& state_dir, const std::string& kind, const std::string& name,
@@ -382,13 +395,8 @@ bool Manager::Impl::renew(TlsConnection& c, const std::string& uri, const v1::Re
     (void)write_message(c, resp);
     return false;
   }
-  auto* e = resp.mutable_renewed();
-  e->set_certificate_pem(cert->pem);
-  e->set_ca_pem(ca->certificate_pem());
-  e->set_signing_public_key_pem(signing_pub_pem);
-  e->set_identity_uri(uri);
-  e->set_not_after_unix(cert->not_after_unix);
-  e->set_domain(opts.domain);
+  fill_credentials(*resp.mutable_renewed(), *cert, ca->certificate_pem(), signing_pub_pem, uri,
+                   opts.domain);
   log(kWho, "renewed certificate of {} (valid until {})", uri, cert->not_after_unix);
   return write_message(c, resp).has_value();
 }
@@ -452,13 +460,8 @@ void Manager::Impl::serve_enrol(std::unique_ptr<TlsConnection> c) {
   const std::string uri = fmt::format("spiffe://{}/{}/{}", opts.domain, tok->kind, tok->name);
   auto cert = ca->issue(key->get(), uri, opts.cert_lifetime);
   if (!cert) return refuse(v1::ERROR_CODE_INTERNAL, cert.error().message);
-  auto* e = resp.mutable_enrol();
-  e->set_certificate_pem(cert->pem);
-  e->set_ca_pem(ca->certificate_pem());
-  e->set_signing_public_key_pem(signing_pub_pem);
-  e->set_identity_uri(uri);
-  e->set_not_after_unix(cert->not_after_unix);
-  e->set_domain(opts.domain);
+  fill_credentials(*resp.mutable_enrol(), *cert, ca->certificate_pem(), signing_pub_pem, uri,
+                   opts.domain);
   if (auto w = write_message(*c, resp); !w) return;
   log(kWho, "enrolled {} (certificate valid until {})", uri, cert->not_after_unix);
 }
