@@ -14,7 +14,7 @@ namespace {
 
 constexpr const char* kUsage = R"(ztgate — inline zero-trust network appliance (dataplane daemon)
 
-Usage: ztgate --port-a DEV --port-b DEV [options]
+Usage: ztgate --port-a DEV --port-b DEV [--policy DIR | --manager HOST:PORT ...] [options]
        ztgate --config FILE [options]
 
 ztgate sits between two ports, the zone A side and the zone B side, as a bump in the wire.
@@ -22,7 +22,12 @@ Every packet is parsed strictly; every flow is decided by the policy (--policy):
 explicit allow, identity from the packet's Geneve identity tag (verified with the epoch keys
 derived from --key-master) or, untagged, from the source segment. Replies of an admitted flow
 pass by flow state. ARP passes. What is refused is dropped and counted by reason.
-Without --policy nothing but ARP passes (no_policy): there is no bypass mode.
+Without --policy or --manager nothing but ARP passes (no_policy): there is no bypass mode.
+With --manager the policy and the epoch secrets come from ztmanager instead (signed bundles over
+mutual TLS, DESIGN.md §5): the first start enrols with --enrol-token and --manager-ca, later
+starts enforce the last good bundle kept in --state-dir at once, even with the manager down.
+When the enforced bundle or its keys expire without a newer update, every IP packet is
+dropped (no_policy) until the manager sends one. --manager and --policy exclude each other.
 SIGHUP reloads the policy directory hitlessly; a policy that does not validate is refused and
 the running one stays. SIGINT or SIGTERM stops the ports, prints the counters and exits.
 
@@ -82,6 +87,25 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("flow-quota", po::value(&rt.flow_quota)->default_value(0),
        "flows one identity may hold per worker (0: no quota)");
 
+  std::string manager, state_dir, psk_file, manager_ca;
+  unsigned enrol_port = 7444;
+  po::options_description mgr("Manager (instead of --policy)");
+  mgr.add_options()
+      ("manager", po::value(&manager),
+       "HOST:PORT of ztmanager's sync endpoint (mutual TLS); policy and epoch secrets come from it")
+      ("enrol-port", po::value(&enrol_port)->default_value(7444),
+       "port of ztmanager's enrolment endpoint on the same host (used once, with --enrol-token)")
+      ("state-dir", po::value(&state_dir),
+       "directory for this appliance's certificate, key, manager CA and last good bundle (mode 0700)")
+      ("enrol-token", po::value(&o.manager.enrol_token),
+       "one-time token from `ztmanager token create`; used only when --state-dir holds no certificate")
+      ("manager-ca", po::value(&manager_ca),
+       "the manager's ca.pem, copied out of band: the trust anchor for the first enrolment")
+      ("psk-file", po::value(&psk_file),
+       "pre-shared secret file (the manager's --psk-file, mode 0600) that unwraps the epoch secrets")
+      ("tls-groups", po::value(&o.manager.tls_groups)->default_value("X25519:P-256"),
+       "TLS 1.3 key-exchange groups, in preference order");
+
   po::options_description eal("EAL");
   eal.add_options()
       ("hugepages", po::value(&hugepages)->default_value("auto"),
@@ -105,7 +129,7 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("quiet,q", po::bool_switch(&o.quiet), "print no counter table on exit");
 
   po::options_description all;
-  all.add(general).add(ports).add(pol).add(eal).add(ops);
+  all.add(general).add(ports).add(pol).add(mgr).add(eal).add(ops);
 
   po::variables_map vm;
   try {
@@ -158,6 +182,40 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
     return std::unexpected(fmt::format("--workers {}: expected 1 to 64", rt.workers));
   if (rt.mbufs < 1024)
     return std::unexpected(fmt::format("--mbufs {}: expected at least 1024", rt.mbufs));
+  if (manager.empty()) {
+    for (const char* name : {"state-dir", "enrol-token", "manager-ca", "psk-file"})
+      if (vm.count(name)) return std::unexpected(fmt::format("--{} is only meaningful with --manager", name));
+    return res;
+  }
+  if (!o.policy_dir.empty())
+    return std::unexpected(
+        "--manager and --policy are mutually exclusive: the policy comes either from the manager or from a directory");
+  if (vm.count("key-master"))
+    return std::unexpected("--key-master and --manager are mutually exclusive: with --manager the epoch secrets "
+                           "come from the manager");
+  const auto colon = manager.rfind(':');
+  unsigned long port = 0;
+  std::size_t used = 0;
+  try {
+    if (colon != std::string::npos && colon + 1 < manager.size()) port = std::stoul(manager.substr(colon + 1), &used);
+  } catch (const std::exception&) {
+    port = 0;
+  }
+  if (colon == std::string::npos || colon == 0 || used != manager.size() - colon - 1 || port == 0 || port > 65535)
+    return std::unexpected(fmt::format("--manager '{}': expected HOST:PORT, e.g. 127.0.0.1:7443", manager));
+  o.manager.host = manager.substr(0, colon);
+  if (o.manager.host.size() > 2 && o.manager.host.front() == '[' && o.manager.host.back() == ']')
+    o.manager.host = o.manager.host.substr(1, o.manager.host.size() - 2);
+  o.manager.port = static_cast<std::uint16_t>(port);
+  if (enrol_port == 0 || enrol_port > 65535)
+    return std::unexpected(fmt::format("--enrol-port {}: expected 1 to 65535", enrol_port));
+  o.manager.enrol_port = static_cast<std::uint16_t>(enrol_port);
+  if (state_dir.empty()) return std::unexpected("--state-dir: required with --manager");
+  if (psk_file.empty()) return std::unexpected("--psk-file: required with --manager");
+  if (o.manager.tls_groups.empty()) return std::unexpected("--tls-groups: must not be empty");
+  o.manager.state_dir = state_dir;
+  o.manager.psk_file = psk_file;
+  o.manager.ca_file = manager_ca;
   return res;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "manager_source.hpp"
 #include "policy_source.hpp"
 #include "zt/dataplane/runtime.hpp"
 
@@ -15,6 +16,7 @@ struct Options {
   dp::RuntimeConfig runtime;
   std::string policy_dir;      // empty: no policy, every IP packet is dropped (no_policy)
   KeySettings keys;
+  ManagerSettings manager;     // host empty: no manager (--policy or no policy)
   std::string stats_file;      // JSON counters written on exit
   unsigned stop_when_idle_ms = 0;
   unsigned stats_interval_s = 0;

@@ -1,5 +1,6 @@
-// ztgate: staged start-up — options, EAL and ports, workers — then the control loop on the main
-// lcore until SIGINT/SIGTERM, then an orderly stop with the counters flushed.
+// ztgate: staged start-up — options, manager enrolment, EAL and ports, workers, the manager sync
+// thread — then the control loop on the main lcore until SIGINT/SIGTERM, then an orderly stop
+// (sync thread first, then the workers) with the counters flushed.
 #include <fmt/format.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <ctime>
 
+#include "manager_source.hpp"
 #include "options.hpp"
 #include "zt/dataplane/runtime.hpp"
 
@@ -61,6 +63,17 @@ int main(int argc, char** argv) {
   const auto& opt = parsed->options;
   install_signal_handlers();
 
+  // Enrolment and the persisted bundle come before EAL: a configuration error costs no ports.
+  std::unique_ptr<zt::appliance::ManagerSource> manager;
+  if (opt.manager.enabled()) {
+    auto m = zt::appliance::ManagerSource::open(opt.manager);
+    if (!m) {
+      fmt::print(stderr, "ztgate: {}\n", m.error().message);
+      return m.error().config_error ? 2 : 1;
+    }
+    manager = std::move(*m);
+  }
+
   auto rt = zt::dp::Runtime::create(opt.runtime);
   if (!rt) {
     fmt::print(stderr, "ztgate: {}\n", rt.error());
@@ -86,6 +99,10 @@ int main(int argc, char** argv) {
                source->revision(), (*snap)->policy->stats().rules,
                source->has_keys() ? fmt::format("keys for epoch {} of domain '{}'", source->epoch(), opt.keys.domain)
                                   : std::string("no keys: tagged packets are dropped (tag_no_key)"));
+  } else if (manager) {
+    fmt::print(stderr, "ztgate: policy from the manager {}:{} as {}\n", opt.manager.host, opt.manager.port,
+               manager->identity());
+    manager->attach(runtime);
   } else {
     fmt::print(stderr, "ztgate: no --policy: every IP packet is dropped (no_policy)\n");
   }
@@ -96,6 +113,7 @@ int main(int argc, char** argv) {
   }
   fmt::print(stderr, "ztgate: forwarding {} <-> {} with {} worker(s); SIGINT or SIGTERM stops\n",
              runtime.port_names()[0], runtime.port_names()[1], runtime.worker_count());
+  if (manager) manager->start();  // a control thread, not a worker lcore
 
   using clock = std::chrono::steady_clock;
   auto last_rx_change = clock::now();
@@ -124,6 +142,7 @@ int main(int argc, char** argv) {
                    source->revision(), snap.error());
       }
     }
+    if (manager) manager->check_expiry(realtime_ns());
     if (source) {
       if (auto snap = source->rekey_if_due(realtime_ns()); !snap) {
         fmt::print(stderr, "ztgate: re-key for a new epoch failed, the old keys stay: {}\n", snap.error());
@@ -140,6 +159,7 @@ int main(int argc, char** argv) {
   }
   if (int sig = g_signal.load(); sig != 0) fmt::print(stderr, "ztgate: signal {}, stopping\n", sig);
 
+  if (manager) manager->stop();  // bounded by the client's connect timeout; no publish after this
   runtime.stop();
   const auto snap = runtime.counters();
   if (!opt.quiet) fmt::print("{}", zt::dp::format_counters(snap));
@@ -148,6 +168,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "ztgate: cannot write --stats-file '{}'\n", opt.stats_file);
     rc = 1;
   }
+  manager.reset();
   rt->reset();  // closes the ports and releases EAL before exit
   return rc;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "options.hpp"
@@ -127,11 +128,76 @@ TEST(Options, BadValuesAreRefusedWithAMessageNamingTheOption) {
   EXPECT_NE(r.error().find("--port-b"), std::string::npos) << r.error();
 }
 
+TEST(Options, ManagerModeTakesHostPortStateDirPskAndEnrolmentSettings) {
+  auto r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--manager", "10.0.0.5:7443", "--state-dir",
+                  "/var/lib/ztgate", "--psk-file", "/etc/ztgate/psk", "--enrol-token", "zt1-abc", "--manager-ca",
+                  "/etc/ztgate/ca.pem", "--enrol-port", "8444"});
+  ASSERT_TRUE(r) << r.error();
+  const auto& m = r->options.manager;
+  EXPECT_TRUE(m.enabled());
+  EXPECT_EQ(m.host, "10.0.0.5");
+  EXPECT_EQ(m.port, 7443);
+  EXPECT_EQ(m.enrol_port, 8444);
+  EXPECT_EQ(m.state_dir, "/var/lib/ztgate");
+  EXPECT_EQ(m.psk_file, "/etc/ztgate/psk");
+  EXPECT_EQ(m.enrol_token, "zt1-abc");
+  EXPECT_EQ(m.ca_file, "/etc/ztgate/ca.pem");
+  EXPECT_EQ(m.tls_groups, "X25519:P-256");
+  EXPECT_TRUE(r->options.policy_dir.empty());
+
+  r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--manager", "[::1]:7443", "--state-dir", "s",
+             "--psk-file", "p"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->options.manager.host, "::1");
+
+  const std::string path = ::testing::TempDir() + "ztgate_manager_options_test.conf";
+  {
+    std::ofstream f(path);
+    f << "port-a = net_null0\nport-b = net_null1\nmanager = 127.0.0.1:7443\nstate-dir = /s\npsk-file = /p\n";
+  }
+  r = parse({"--config", path});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->options.manager.port, 7443);
+  EXPECT_EQ(r->options.manager.psk_file, "/p");
+
+  r = parse({"--port-a", "net_null0", "--port-b", "net_null1"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_FALSE(r->options.manager.enabled());
+}
+
+TEST(Options, ManagerModeRefusesConflictsAndBadValuesNamingTheOption) {
+  const std::vector<std::string> ports = {"--port-a", "net_null0", "--port-b", "net_null1"};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--manager", "h:1", "--state-dir", "s", "--psk-file", "p", "--policy", "dir"},
+       "--manager and --policy are mutually exclusive"},
+      {{"--manager", "h:1", "--state-dir", "s", "--psk-file", "p", "--key-master", "k"}, "--key-master"},
+      {{"--manager", "h:1", "--state-dir", "s"}, "--psk-file"},
+      {{"--manager", "h:1", "--psk-file", "p"}, "--state-dir"},
+      {{"--manager", "h", "--state-dir", "s", "--psk-file", "p"}, "--manager 'h'"},
+      {{"--manager", ":7443", "--state-dir", "s", "--psk-file", "p"}, "--manager ':7443'"},
+      {{"--manager", "h:0", "--state-dir", "s", "--psk-file", "p"}, "--manager 'h:0'"},
+      {{"--manager", "h:70000", "--state-dir", "s", "--psk-file", "p"}, "--manager 'h:70000'"},
+      {{"--manager", "h:12x", "--state-dir", "s", "--psk-file", "p"}, "--manager 'h:12x'"},
+      {{"--manager", "h:1", "--state-dir", "s", "--psk-file", "p", "--enrol-port", "0"}, "--enrol-port"},
+      {{"--state-dir", "s"}, "--state-dir is only meaningful with --manager"},
+      {{"--enrol-token", "t"}, "--enrol-token is only meaningful with --manager"},
+  };
+  for (const auto& [extra, want] : cases) {
+    auto args = ports;
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = parse(args);
+    ASSERT_FALSE(r) << want;
+    EXPECT_NE(r.error().find(want), std::string::npos) << r.error();
+  }
+}
+
 TEST(Options, HelpAndVersionExitAtOnce) {
   auto r = parse({"--help"});
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->exit_now);
   EXPECT_NE(r->text.find("--stop-when-idle"), std::string::npos);
+  EXPECT_NE(r->text.find("--manager"), std::string::npos);
+  EXPECT_NE(r->text.find("--psk-file"), std::string::npos);
   r = parse({"--version"});
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->exit_now);

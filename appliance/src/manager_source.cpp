@@ -1,0 +1,148 @@
+#include "manager_source.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <csignal>
+#include <pthread.h>
+#include <ctime>
+#include <system_error>
+
+namespace zt::appliance {
+
+namespace {
+
+constexpr std::int64_t kNsPerSec = 1'000'000'000;
+
+std::int64_t now_realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+}
+
+}  // namespace
+
+std::int64_t keys_expiry_ns(const crypto::KeyRing& keys, std::int64_t now_ns) {
+  const std::int64_t e = keys.epoch_at(now_ns);
+  if (e < 0) return now_ns;
+  // A push carries SV(e-1), SV(e), SV(e+1): look a little further in case of clock skew.
+  for (std::int64_t k = e + 3; k >= e; --k)
+    if (keys.has_epoch(static_cast<std::uint64_t>(k))) return keys.epoch_start(static_cast<std::uint64_t>(k + 1));
+  return now_ns;
+}
+
+std::expected<std::unique_ptr<ManagerSource>, ManagerSource::OpenError> ManagerSource::open(
+    const ManagerSettings& s) {
+  cp::ClientConfig cfg;
+  cfg.manager_host = s.host;
+  cfg.manager_port = s.port;
+  cfg.state_dir = s.state_dir;
+  cfg.psk_file = s.psk_file;
+  cfg.groups = s.tls_groups;
+
+  std::error_code ec;
+  if (!std::filesystem::exists(s.psk_file, ec))
+    return std::unexpected(OpenError{fmt::format("--psk-file '{}': no such file", s.psk_file.string()), true});
+  if (!std::filesystem::exists(s.state_dir / "identity.pem", ec)) {
+    if (s.enrol_token.empty())
+      return std::unexpected(OpenError{
+          fmt::format("--enrol-token: required, --state-dir '{}' holds no certificate yet (create one with "
+                      "`ztmanager token create --name NAME`)",
+                      s.state_dir.string()),
+          true});
+    if (s.ca_file.empty())
+      return std::unexpected(OpenError{
+          "--manager-ca: required for the first enrolment (the manager's ca.pem, copied out of band)", true});
+    if (!std::filesystem::exists(s.ca_file, ec))
+      return std::unexpected(OpenError{fmt::format("--manager-ca '{}': no such file", s.ca_file.string()), true});
+    auto uri = cp::enrol(cfg, s.enrol_port, s.enrol_token, s.ca_file);
+    if (!uri)
+      return std::unexpected(OpenError{
+          fmt::format("enrolment with {}:{} failed: {}", s.host, s.enrol_port, uri.error().message), false});
+    fmt::print(stderr, "ztgate: enrolled with the manager as {}\n", *uri);
+  }
+  auto c = cp::SyncClient::open(cfg);
+  if (!c) return std::unexpected(OpenError{fmt::format("--state-dir '{}': {}", s.state_dir.string(), c.error().message), false});
+  std::unique_ptr<ManagerSource> m(new ManagerSource());
+  m->client_ = std::move(*c);
+  return m;
+}
+
+ManagerSource::~ManagerSource() { stop(); }
+
+const std::string& ManagerSource::identity() const noexcept { return client_->identity_uri(); }
+
+cp::Result<void> ManagerSource::publish(const cp::Update& u, const char* how) {
+  if (runtime_ == nullptr) return std::unexpected(cp::Error{"no dataplane attached"});
+  if (!u.snapshot) return std::unexpected(cp::Error{"update without a policy"});
+  auto snap = std::make_shared<dp::Snapshot>();
+  snap->policy = u.snapshot;
+  snap->keys = u.keys;
+  const std::int64_t now = now_realtime_ns();
+  std::int64_t deadline = u.expires_unix * kNsPerSec;
+  const char* what = "bundle";
+  if (u.keys) {
+    const std::int64_t k = keys_expiry_ns(*u.keys, now);
+    if (k < deadline) {
+      deadline = k;
+      what = "keys";
+    }
+  }
+  std::lock_guard lock(mu_);
+  runtime_->publish(std::move(snap));
+  const bool was_closed = failed_closed_;
+  revision_ = u.revision;
+  deadline_ns_ = deadline;
+  deadline_what_ = what;
+  failed_closed_ = false;
+  fmt::print(stderr, "ztgate: {} revision {} {} ({} rules, {} expire at unix {}){}\n", how, u.revision,
+             how[0] == 'a' ? "from the manager" : "from the state directory", u.snapshot->stats().rules, what,
+             deadline / kNsPerSec, was_closed ? "; enforcement restored" : "");
+  return {};
+}
+
+void ManagerSource::attach(dp::Runtime& runtime) {
+  runtime_ = &runtime;
+  client_->set_publisher([this](const cp::Update& u) { return publish(u, "applied"); });
+  if (const auto& cur = client_->current(); cur) {
+    if (auto r = publish(*cur, "enforcing persisted"); !r)
+      fmt::print(stderr, "ztgate: persisted bundle not published: {}\n", r.error().message);
+    check_expiry(now_realtime_ns());  // before the workers start: expired keys never admit a flow
+  } else {
+    fmt::print(stderr,
+               "ztgate: no valid persisted bundle in the state directory: every IP packet is dropped "
+               "(no_policy) until the manager sends one\n");
+  }
+}
+
+void ManagerSource::start() {
+  if (thread_.joinable()) return;
+  stop_.store(false);
+  thread_ = std::thread([this] {
+    // Signals are for the main loop: none interrupts the sync thread's reads and writes.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    client_->run(stop_);
+  });
+}
+
+void ManagerSource::stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+void ManagerSource::check_expiry(std::int64_t now_ns) {
+  std::lock_guard lock(mu_);
+  if (runtime_ == nullptr || revision_ == 0 || failed_closed_ || now_ns < deadline_ns_) return;
+  auto closed = std::make_shared<dp::Snapshot>();  // no policy: every IP packet dropped (no_policy)
+  runtime_->publish(std::move(closed));
+  failed_closed_ = true;
+  fmt::print(stderr,
+             "ztgate: revision {} expired ({} expiry unix {}) without a newer update from the manager: failing "
+             "closed, every IP packet is dropped (no_policy) until the manager sends one\n",
+             revision_, deadline_what_, deadline_ns_ / kNsPerSec);
+}
+
+}  // namespace zt::appliance
