@@ -12,7 +12,7 @@ pkgs=(
   libprotobuf-dev protobuf-compiler libboost-program-options-dev libfmt-dev
   nlohmann-json3-dev libpcap-dev
   # tests
-  libgtest-dev libgmock-dev python3-scapy python3-pytest tcpdump
+  libgtest-dev libgmock-dev python3-scapy python3-pytest python3-cryptography tcpdump
   # lab
   iproute2 iputils-ping ethtool iperf3 curl python3 procps
 )

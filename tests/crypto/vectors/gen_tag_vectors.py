@@ -2,7 +2,7 @@
 """Writes tags.json: identity-tag vectors computed from DESIGN.md §2 and crypto/README.md by an
 implementation independent of crypto/ (Python `cryptography` for HKDF and AES-CMAC, hand-written
 byte layout). Inputs are fixed, so the output is stable; re-run only if the wire format changes:
-    python3 tests/crypto/vectors/gen_tag_vectors.py > tests/crypto/vectors/tags.json
+    /usr/bin/python3 tests/crypto/vectors/gen_tag_vectors.py > tests/crypto/vectors/tags.json
 """
 import ipaddress
 import json
