@@ -169,12 +169,13 @@ inline bool block_has(const std::uint64_t* b, const std::array<std::uint64_t, 8>
 
 bool ReplayFilter::contains(std::span<const std::uint8_t, 16> mac,
                             std::int64_t now_ns) const noexcept {
-  const Probe pr = probe(mac.data());
-  const std::uint64_t p = period(now_ns);
+  return recorded(probe(mac.data()), period(now_ns));
+}
+
+bool ReplayFilter::recorded(const Probe& pr, std::uint64_t p) const noexcept {
   for (std::uint64_t back = 0; back < kFilters && back <= p; ++back) {
     const std::uint64_t q = p - back;
-    const std::uint64_t* b = line(pr.block, q);
-    if (block_has(b, pr.mask, static_cast<std::uint32_t>(q))) return true;
+    if (block_has(line(pr.block, q), pr.mask, static_cast<std::uint32_t>(q))) return true;
   }
   return false;
 }
@@ -183,11 +184,7 @@ bool ReplayFilter::check_and_insert(std::span<const std::uint8_t, 16> mac,
                                     std::int64_t now_ns) noexcept {
   const Probe pr = probe(mac.data());
   const std::uint64_t p = period(now_ns);
-  for (std::uint64_t back = 0; back < kFilters && back <= p; ++back) {
-    const std::uint64_t q = p - back;
-    const std::uint64_t* b = line(pr.block, q);
-    if (block_has(b, pr.mask, static_cast<std::uint32_t>(q))) return true;
-  }
+  if (recorded(pr, p)) return true;
   std::uint64_t* b = line(pr.block, p);
   const auto stamp = static_cast<std::uint32_t>(p);
   if (static_cast<std::uint32_t>(b[7] >> 32) != stamp) {

@@ -74,6 +74,8 @@ class ReplayFilter {
   };
   ReplayFilter() = default;
   Probe probe(const std::uint8_t* mac) const noexcept;
+  // Whether the key of `pr` is set in period `p` or the two before it.
+  bool recorded(const Probe& pr, std::uint64_t p) const noexcept;
   std::uint64_t period(std::int64_t now_ns) const noexcept;
   // The three filters are interleaved: block b of filter f is line 3b + f, so one key's three
   // lines are adjacent (one page, one TLB entry, one DRAM row) and fetched together.
