@@ -136,12 +136,17 @@ void ManagerSource::stop() {
 void ManagerSource::check_expiry(std::int64_t now_ns) {
   std::lock_guard lock(mu_);
   if (runtime_ == nullptr || revision_ == 0 || failed_closed_ || now_ns < deadline_ns_) return;
-  auto closed = std::make_shared<dp::Snapshot>();  // no policy: every IP packet dropped (no_policy)
+  // Same policy and keys, marked expired: established flows keep following their state, every
+  // new flow is refused and counted (policy_expired). Never open.
+  auto closed = std::make_shared<dp::Snapshot>();
+  if (auto cur = runtime_->snapshot(); cur) *closed = *cur;
+  closed->expired = true;
   runtime_->publish(std::move(closed));
   failed_closed_ = true;
   fmt::print(stderr,
              "ztgate: revision {} expired ({} expiry unix {}) without a newer update from the manager: failing "
-             "closed, every IP packet is dropped (no_policy) until the manager sends one\n",
+             "closed, flows already admitted continue and every new flow is dropped (policy_expired) until the "
+             "manager sends one\n",
              revision_, deadline_what_, deadline_ns_ / kNsPerSec);
 }
 

@@ -26,8 +26,9 @@ Without --policy or --manager nothing but ARP passes (no_policy): there is no by
 With --manager the policy and the epoch secrets come from ztmanager instead (signed bundles over
 mutual TLS, DESIGN.md §5): the first start enrols with --enrol-token and --manager-ca, later
 starts enforce the last good bundle kept in --state-dir at once, even with the manager down.
-When the enforced bundle or its keys expire without a newer update, every IP packet is
-dropped (no_policy) until the manager sends one. --manager and --policy exclude each other.
+When the enforced bundle or its keys expire without a newer update, flows admitted before
+continue and every new flow is dropped (policy_expired) until the manager sends one.
+--manager and --policy exclude each other.
 SIGHUP reloads the policy directory hitlessly; a policy that does not validate is refused and
 the running one stays. SIGINT or SIGTERM stops the ports, prints the counters and exits.
 

@@ -157,6 +157,10 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
       }
       continue;
     }
+    if (snap->expired) {
+      p.drop = DropReason::policy_expired;
+      continue;
+    }
     if (p.tagged) {
       crypto::Tag t;
       const auto rej = crypto::decode_tag_body({frame + p.pp.tag_off, kTagBodyLen}, t);

@@ -219,7 +219,7 @@ def test_expired_keys_fail_closed_and_the_manager_restores_enforcement(lab, tmp_
     gw = lab.ztgate(lab.manager_args("gw1"), "gw1.log")
     gw.wait_log(r"ztgate: applied revision 1 from the manager")
     assert lab.manager.stop() == 0, lab.manager.log()
-    gw.wait_log(r"ztgate: revision 1 expired \(keys expiry .*failing closed.*no_policy", timeout=20)
+    gw.wait_log(r"ztgate: revision 1 expired \(keys expiry .*failing closed.*policy_expired", timeout=20)
     assert gw.alive(), gw.log()
     lab.start_manager(sync_port=port, extra=epochs)
     gw.wait_log(r"applied revision 1 from the manager .*enforcement restored", timeout=30)
@@ -227,7 +227,7 @@ def test_expired_keys_fail_closed_and_the_manager_restores_enforcement(lab, tmp_
     assert lab.manager.stop() == 0, lab.manager.log()
 
     # Restarted after the persisted keys ran out, with the manager down: it fails closed before
-    # the first packet — an untagged flow revision 1 allows is dropped as no_policy.
+    # the first packet — a new untagged flow revision 1 allows is dropped as policy_expired.
     expiry = int(re.findall(r"keys expire at unix (\d+)", gw.log())[-1])
     wait_for(lambda: time.time() > expiry + 0.5, 15, "the persisted keys to expire")
     iperf = frame(A, B, TCP(sport=40001, dport=5201, flags="S"))
@@ -238,7 +238,7 @@ def test_expired_keys_fail_closed_and_the_manager_restores_enforcement(lab, tmp_
     assert "enforcing persisted revision 1" in r.stderr
     assert "failing closed" in r.stderr
     assert r.out_b == [arp]
-    assert r.stats["drops"] == {"no_policy": 1}
+    assert r.stats["drops"] == {"policy_expired": 1}
 
 
 def test_without_a_persisted_bundle_and_no_manager_nothing_crosses(lab):

@@ -20,6 +20,9 @@ namespace zt::dp {
 struct Snapshot {
   std::shared_ptr<const rules::PolicySnapshot> policy;  // null: no policy, new flows fail closed
   std::shared_ptr<const crypto::KeyRing> keys;          // null: every tag fails (tag_no_key)
+  // The policy's bundle or keys expired without a newer update (manager unreachable): flows
+  // admitted before keep following their state, every new flow is refused (policy_expired).
+  bool expired = false;
   std::uint64_t revision() const noexcept { return policy ? policy->revision() : 0; }
 };
 

@@ -95,7 +95,8 @@ namespace zt::rules {
   X(policy_deny, "an explicit deny rule matched the flow")                                      \
   X(policy_default_deny, "no allow rule matched the flow (default deny)")                       \
   X(policy_l7_deny, "the request broke the rule's HTTP allow-list or hit a deny pattern")       \
-  X(no_policy, "no policy is loaded; new flows fail closed")
+  X(no_policy, "no policy is loaded; new flows fail closed")                                    \
+  X(policy_expired, "the policy or its keys expired without an update; new flows fail closed")
 
 enum class DropReason : std::uint16_t {
   none = 0,
