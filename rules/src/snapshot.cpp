@@ -199,6 +199,7 @@ std::string_view to_string(L7Outcome o) noexcept {
     case L7Outcome::method_not_allowed: return "method not allowed";
     case L7Outcome::path_not_allowed: return "path matches no allowed pattern";
     case L7Outcome::deny_pattern: return "payload matches a deny pattern";
+    case L7Outcome::scan_error: return "pattern scan failed (denied: fail closed)";
   }
   return "invalid";
 }
@@ -246,13 +247,16 @@ L7Result PolicySnapshot::check_l7(const Verdict& v, std::string_view method, std
     return {L7Outcome::method_not_allowed, 0};
   if (prog.has_paths) {
     ScanContext c{&path_owner_, &path_local_, v.l7};
-    hs_scan(path_db_, path.data(), static_cast<unsigned>(path.size()), 0, scratch.scratch_, on_match, &c);
+    const hs_error_t e =
+        hs_scan(path_db_, path.data(), static_cast<unsigned>(path.size()), 0, scratch.scratch_, on_match, &c);
+    if (e != HS_SUCCESS && e != HS_SCAN_TERMINATED) return {L7Outcome::scan_error, 0};
     if (!c.hit) return {L7Outcome::path_not_allowed, 0};
   }
   if (prog.has_deny) {
     ScanContext c{&deny_owner_, &deny_local_, v.l7};
-    hs_scan(deny_db_, reinterpret_cast<const char*>(payload.data()), static_cast<unsigned>(payload.size()), 0,
-            scratch.scratch_, on_match, &c);
+    const hs_error_t e = hs_scan(deny_db_, reinterpret_cast<const char*>(payload.data()),
+                                 static_cast<unsigned>(payload.size()), 0, scratch.scratch_, on_match, &c);
+    if (e != HS_SUCCESS && e != HS_SCAN_TERMINATED) return {L7Outcome::scan_error, 0};
     if (c.hit) return {L7Outcome::deny_pattern, c.pattern};
   }
   return {};

@@ -105,6 +105,19 @@ TEST_F(L7Test, DenyPatternsMatchAnywhereInThePayload) {
   EXPECT_EQ(check(81, "POST", "/up", "POST /up HTTP/1.1\r\n\r\nAA\x90\x90"), L7Outcome::allowed);
 }
 
+TEST_F(L7Test, AScanThatCannotRunDeniesInsteadOfAllowing) {
+  // A scratch never prepared for this snapshot: Hyperscan refuses the scan; the request must be
+  // refused too (before, an unchecked hs_scan error read as "no deny pattern": fail open).
+  L7Scratch unprepared;
+  auto v = snap->classify({1001, ip("10.0.0.1"), kProtoTcp, 81});
+  const std::string_view req = "POST /up HTTP/1.1\r\n\r\nAA\x90\x90\x90";
+  const auto r = snap->check_l7(v, "POST", "/up", {reinterpret_cast<const std::uint8_t*>(req.data()), req.size()},
+                                unprepared);
+  EXPECT_EQ(r.outcome, L7Outcome::scan_error);
+  auto v3 = snap->classify({1001, ip("10.0.0.1"), kProtoTcp, 82});
+  EXPECT_EQ(snap->check_l7(v3, "GET", "/x1", {}, unprepared).outcome, L7Outcome::scan_error);
+}
+
 TEST_F(L7Test, PatternsOfOtherRulesDoNotLeakIn) {
   // Rule 3 allows only ^/x; rule 1's ^/api/ must not count for it.
   EXPECT_EQ(check(82, "GET", "/api/v1", "GET /api/v1 HTTP/1.1\r\n\r\n"), L7Outcome::path_not_allowed);

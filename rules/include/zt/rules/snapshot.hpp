@@ -47,7 +47,9 @@ class L7Scratch {
   hs_scratch* scratch_ = nullptr;
 };
 
-enum class L7Outcome : std::uint8_t { allowed, method_not_allowed, path_not_allowed, deny_pattern };
+// scan_error: Hyperscan refused the scan (no or wrong scratch, a database error): a deny, since a
+// pattern that could not be searched for cannot be ruled out.
+enum class L7Outcome : std::uint8_t { allowed, method_not_allowed, path_not_allowed, deny_pattern, scan_error };
 std::string_view to_string(L7Outcome o) noexcept;
 
 struct L7Result {
