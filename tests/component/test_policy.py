@@ -69,22 +69,36 @@ def test_a_broken_policy_is_refused_at_start_naming_file_line_and_column(tmp_pat
 def test_sighup_refuses_a_broken_policy_keeps_the_running_one_and_applies_a_good_one(tmp_path):
     pol = tmp_path / "policy"
     shutil.copytree(EXAMPLE, pol)
-    proc = subprocess.Popen([ZTGATE, "--policy", str(pol), "--port-a", "net_null0", "--port-b", "net_null1",
-                             "--hugepages", "off", "--memory", "128", "--mbufs", "4096", "--flows", "4096",
-                             "--eal-log-level", "error", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "ztgate.log"
+    with open(log, "w") as errf:
+        proc = subprocess.Popen([ZTGATE, "--policy", str(pol), "--port-a", "net_null0", "--port-b", "net_null1",
+                                 "--hugepages", "off", "--memory", "128", "--mbufs", "4096", "--flows", "4096",
+                                 "--eal-log-level", "error", "--quiet"],
+                                stdout=subprocess.PIPE, stderr=errf, text=True)
+
+    def wait_log(pattern, timeout=30):
+        # Waits on what ztgate says, not on a fixed sleep: start-up takes seconds on a loaded box.
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if pattern in log.read_text():
+                return
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        raise AssertionError(f"ztgate never said {pattern!r}:\n{log.read_text()}")
+
     try:
-        time.sleep(1.5)
+        wait_log("ztgate: forwarding")
         good = (pol / "rules.yaml").read_text()
         (pol / "rules.yaml").write_text(good + "\n  - {id: 999, name: broken, from: {identities: [nobody]}, to: any, action: allow}\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        wait_log("stays in force")
         (pol / "rules.yaml").write_text(good)
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        wait_log("reloaded policy, revision 2")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        proc.communicate(timeout=20)
+    err = log.read_text()
     assert proc.returncode == 0, err
     assert "reload refused, revision 1 stays in force" in err
     assert "nobody" in err
