@@ -165,7 +165,7 @@ const CachedKey* KeyRing::find(std::uint32_t identity, std::uint64_t epoch, Alg 
 
 KeyRing::Clock KeyRing::clock(std::int64_t now_ns) const noexcept {
   const std::int64_t e = epoch_at(now_ns);
-  return Clock{now_ns, e, e < 0 ? 0 : epoch_start(static_cast<std::uint64_t>(e))};
+  return Clock{now_ns, e, e < 0 ? 0 : epoch_start(static_cast<std::uint64_t>(e)), policy_.time_window_ns};
 }
 
 TagReject KeyRing::precheck(const TagFields& f, bool hdr_allowed, std::int64_t now_ns,

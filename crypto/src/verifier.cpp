@@ -73,7 +73,8 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
   std::size_t n_jobs = 0;
   std::size_t n_small = 0;
   const std::size_t small_max = impl_->mgr_small ? impl_->small_max_len : 0;
-  const KeyRing::Clock clock = ring.clock(now_ns);
+  KeyRing::Clock clock = ring.clock(now_ns);
+  if (replay != nullptr && replay->window_ns() < clock.window_ns) clock.window_ns = replay->window_ns();
 
   for (std::size_t i = 0; i < n; ++i) {
     VerifyResult& r = out[i];

@@ -68,6 +68,10 @@ class KeyRing {
     std::int64_t now_ns;
     std::int64_t epoch;        // -1 before the origin
     std::int64_t epoch_start;
+    // The freshness window applied (|tag time - now| <= it): the policy's, narrowed by the
+    // verifier to its replay filter's window, since a filter that forgets a MAC sooner than a
+    // copy of it stays fresh would let the copy through.
+    std::int64_t window_ns;
   };
   Clock clock(std::int64_t now_ns) const noexcept;
   TagReject precheck(const TagFields& f, bool hdr_allowed, const Clock& c, const CachedKey*& key,
@@ -137,7 +141,7 @@ inline TagReject KeyRing::precheck(const TagFields& f, bool hdr_allowed, const C
   }
   const std::int64_t tag_time = start + static_cast<std::int64_t>(f.timestamp_ns & kTimestampMask);
   const std::int64_t skew = tag_time > now_ns ? tag_time - now_ns : now_ns - tag_time;
-  if (skew > policy_.time_window_ns) return TagReject::tag_time_window;
+  if (skew > c.window_ns) return TagReject::tag_time_window;
 
   std::size_t s = 0;
   for (; s < slots_.size(); ++s)

@@ -66,6 +66,9 @@ class ReplayFilter {
   void prefetch(const std::uint8_t* mac) const noexcept;
 
   const ReplayFilterSizing& sizing() const noexcept { return sizing_; }
+  // W: a MAC stays recorded for at least 2W, so tags are fresh for at most ±W where this filter
+  // guards them (the verifier narrows the key ring's window to it).
+  std::int64_t window_ns() const noexcept { return window_ns_; }
 
  private:
   struct Probe {
