@@ -1,7 +1,9 @@
 #include "zt/dataplane/pipeline.hpp"
 
+#include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_prefetch.h>
+#include <rte_ring.h>
 
 #include <array>
 #include <cstring>
@@ -50,7 +52,62 @@ struct Pkt {
   bool ip = false;        // an IP packet the policy decides (not ARP)
   bool tagged = false;
   bool verify = false;
+  bool has_rule = false;  // `rule` decided it (counters by rule, trace)
+  bool tag_bad = false;   // failed a tag check: identity class `invalid`
+  std::uint16_t steps = 0;  // TraceStep bits
+  std::uint32_t rule = 0;
+  std::uint32_t frag = kNoFrag;  // its datagram's entry in the fragment table
+  bool frag_later = false;       // a non-first fragment: follows its first one (pass 5)
 };
+
+// Who sent it, as far as this packet tells (counters.hpp, IdentityClass).
+IdentityClass identity_class(const Pkt& p) noexcept {
+  if (!p.ip) return IdentityClass::none;
+  if (p.tag_bad || p.drop == DropReason::tag_missing) return IdentityClass::invalid;
+  if (p.tagged) return (p.steps & kStepMacOk) ? IdentityClass::verified : IdentityClass::unverified;
+  // Untagged: the identity resolved for a new flow, or the one that opened its flow.
+  if (rules::is_segment_source_identity(p.identity)) return IdentityClass::segment;
+  if (p.identity >= rules::kFirstDeclaredIdentity) return IdentityClass::verified;  // a reply
+  return IdentityClass::unauthenticated;
+}
+
+// One trace record per packet while the budget lasts; a full ring loses the record, counted.
+void trace_burst(const std::array<Pkt, kBurst>& pk, unsigned n, unsigned in_port,
+                 std::uint64_t revision, std::uint64_t tsc, rte_ring* ring, std::uint64_t& left,
+                 std::uint64_t& seq, WorkerCounters& c) noexcept {
+  for (unsigned i = 0; i < n && left != 0; ++i, --left) {
+    const Pkt& p = pk[i];
+    TraceRecord r;
+    r.seq = ++seq;
+    r.tsc = tsc;
+    r.revision = revision;
+    r.port = static_cast<std::uint8_t>(in_port);
+    r.length = static_cast<std::uint16_t>(p.pp.pkt_len);
+    const bool parse_failed = !p.ip && p.drop != DropReason::none;
+    if (p.ip) {
+      const IpLayer& l = p.tagged ? p.pp.inner : p.pp.outer;
+      r.src = l.src.b;
+      r.dst = l.dst.b;
+      r.sport = l.sport;
+      r.dport = l.dport;
+      r.proto = l.proto;
+      r.version = l.version;
+    }
+    r.identity = p.identity;
+    r.rule_id = p.rule;
+    r.has_rule = p.has_rule;
+    r.drop = static_cast<std::uint16_t>(p.drop);
+    r.cls = identity_class(p);
+    r.disposition = static_cast<std::uint8_t>(p.verdict.disposition);
+    r.steps = static_cast<std::uint16_t>(p.steps | (parse_failed ? 0 : kStepParsed) |
+                                         (p.tagged ? kStepTagged : 0) |
+                                         (p.drop == DropReason::none ? kStepForwarded : 0));
+    if (rte_ring_sp_enqueue_elem(ring, &r, sizeof r) == 0)
+      c.trace_records.inc();
+    else
+      c.trace_lost.inc();
+  }
+}
 
 // The flow bits a verdict sets; kFlagTagged is the flow's own, kept across revisions.
 inline std::uint8_t verdict_flags(const rules::Verdict& v, bool tagged) noexcept {
@@ -89,13 +146,34 @@ std::expected<std::unique_ptr<Pipeline>, std::string> Pipeline::create(const Pip
   if (!v) return std::unexpected("identity tag verifier: " + v.error().message);
   auto r = crypto::ReplayFilter::create(cfg.replay);
   if (!r) return std::unexpected("replay filter: " + r.error().message);
-  return std::unique_ptr<Pipeline>(
+  auto frags = FragTable::create(cfg.frags);
+  if (!frags) return std::unexpected(frags.error());
+  auto l7 = L7Inspector::create(cfg.l7);
+  if (!l7) return std::unexpected(l7.error());
+  std::unique_ptr<Pipeline> pipe(
       new Pipeline(std::move(*flows), std::move(*v), std::move(*r), cfg.geneve));
+  pipe->frags_ = std::move(*frags);
+  pipe->l7_ = std::move(*l7);
+  return pipe;
 }
 
-std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
-                            const Snapshot* snap, const BurstClock& clk,
-                            WorkerCounters& c) noexcept {
+template <bool kTimed>
+std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
+                                  const Snapshot* snap, const BurstClock& clk,
+                                  WorkerCounters& c) noexcept {
+  // Stage cycle counters: compiled out of the untimed instance (no TSC read at all).
+  std::uint64_t t_stage = 0;
+  if constexpr (kTimed) t_stage = rte_rdtsc();
+  const auto stamp = [&](Stage s, unsigned packets) {
+    if constexpr (kTimed) {
+      const std::uint64_t t = rte_rdtsc();
+      StageCounter& st = c.stages[static_cast<std::size_t>(s)];
+      st.calls.inc();
+      st.packets.add(packets);
+      st.cycles.add(t - t_stage);
+      t_stage = t;
+    }
+  };
   std::array<Pkt, kBurst> pk;
   std::array<std::uint8_t, kParseWindow> scratch;
   FlowKey keys[kBurst];
@@ -118,27 +196,47 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
     p.ip = true;
     p.tagged = p.pp.kind == FrameKind::geneve && p.pp.tag_off != 0;
     const IpLayer& l = p.tagged ? p.pp.inner : p.pp.outer;
-    if (l.frag != FragKind::none) {
-      p.drop = DropReason::frag_unsupported;
+    if (l.frag == FragKind::later) {  // no ports: no key of its own (dataplane/README "Fragments")
+      const FragResult f = frags_->add_later(l, more_fragments(pkts[i], l), clk.tsc);
+      p.drop = f.drop;
+      p.frag = f.slot;
+      p.frag_later = true;
       continue;
     }
     p.key = make_flow_key(l, p.dir);
+    if (l.frag == FragKind::first) {  // decided like any packet; its datagram remembers how
+      const FragResult f = frags_->open_first(l, p.key, p.dir, clk.tsc);
+      p.drop = f.drop;
+      p.frag = f.slot;
+      if (p.drop != DropReason::none) continue;
+    }
     keys[nkeys] = p.key;
     key_of[nkeys++] = static_cast<std::uint8_t>(i);
   }
   c.rx_packets[in_port].add(n);
   c.rx_bytes[in_port].add(bytes);
+  stamp(Stage::parse, n);
 
   // 2. Flow table, for the whole burst at once.
   flows_->lookup_bulk(keys, nkeys, found);
-  for (unsigned k = 0; k < nkeys; ++k) pk[key_of[k]].flow = found[k];
+  for (unsigned k = 0; k < nkeys; ++k) {
+    Pkt& p = pk[key_of[k]];
+    p.flow = found[k];
+    if (FlowEntry* e = found[k]; e != nullptr) {
+      p.rule = e->rule_id;
+      p.has_rule = true;
+      p.identity = e->identity;
+      p.steps |= kStepFlowFound;
+    }
+  }
+  stamp(Stage::lookup, n);
 
   // 3. Policy for new flows, before any crypto: a deny costs no MAC.
   const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
   const std::uint64_t revision = snap != nullptr ? snap->revision() : 0;
   for (unsigned i = 0; i < n; ++i) {
     Pkt& p = pk[i];
-    if (!p.ip || p.drop != DropReason::none) continue;
+    if (!p.ip || p.drop != DropReason::none || p.frag_later) continue;
     if (policy == nullptr) {
       p.drop = DropReason::no_policy;
       continue;
@@ -150,6 +248,10 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
       continue;
     }
     if (p.flow != nullptr) {
+      if (p.flow->flags & kFlowCut) {  // cut by L7: both directions drop until it ages out
+        p.drop = DropReason::policy_l7_deny;
+        continue;
+      }
       if (p.tagged) {
         p.verify = true;
       } else if ((p.flow->flags & kFlagTagged) && p.dir == p.flow->initiator) {
@@ -166,6 +268,7 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
       const auto rej = crypto::decode_tag_body({frame + p.pp.tag_off, kTagBodyLen}, t);
       if (rej != crypto::TagReject::none) {
         p.drop = kTagDrop[static_cast<std::size_t>(rej)];
+        p.tag_bad = true;
         continue;
       }
       p.identity = t.fields.identity;
@@ -178,12 +281,17 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
     fk.proto = l.proto;
     fk.dport = l.dport;
     p.verdict = policy->classify(fk);
+    p.rule = p.verdict.rule_id;
+    p.has_rule = true;
+    p.steps |= kStepClassified;
     if (p.verdict.disposition == rules::Disposition::deny) {
       p.drop = p.verdict.reason == DropReason::none ? DropReason::policy_default_deny : p.verdict.reason;
       continue;
     }
     p.verify = p.tagged;
   }
+
+  stamp(Stage::classify, n);
 
   // 4. Every tagged packet still standing: one batched MAC verification (+ replay filter).
   {
@@ -208,27 +316,49 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
     }
     if (nv != 0) {
       if (snap->keys == nullptr) {
-        for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key;
+        for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key, pk[who[k]].tag_bad = true;
       } else {
         verifier_.verify_burst(*snap->keys, clk.now_ns, {in.data(), nv}, {out.data(), nv}, &replay_);
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
+          p.steps |= kStepMacChecked;
           if (out[k].reason != crypto::TagReject::none) {
             p.drop = kTagDrop[static_cast<std::size_t>(out[k].reason)];
+            p.tag_bad = true;
           } else if (p.flow != nullptr && p.dir == p.flow->initiator &&
                      out[k].identity != p.flow->identity) {
             p.drop = DropReason::tag_identity_mismatch;
+            p.steps |= kStepMacOk;
+            p.tag_bad = true;
+          } else {
+            p.steps |= kStepMacOk;
           }
         }
       }
     }
   }
 
+  stamp(Stage::verify, n);
+
   // 5. Admit new flows, follow established ones, forward or drop.
   std::uint16_t keep = 0;
+  std::array<std::uint16_t, kIdentityClassCount> cls_packets{}, cls_dropped{};
+  RuleSlot* rule_slot = nullptr;  // the last rule counted: bursts are mostly one or few rules
+  rules::RuleId rule_of_slot = 0;
   for (unsigned i = 0; i < n; ++i) {
     Pkt& p = pk[i];
     rte_mbuf* m = pkts[i];
+    if (p.frag_later && p.drop == DropReason::none) {
+      // The fate of the datagram's first fragment, and the flow that one belongs to.
+      const FragFollow f = frags_->follow(p.frag);
+      p.drop = f.drop;
+      if (p.drop == DropReason::none) {
+        p.key = f.flow, p.dir = f.dir, p.flow = flows_->lookup(f.flow);
+        if (p.flow == nullptr) p.drop = DropReason::frag_no_first;  // its flow is gone since
+        else if (p.flow->flags & kFlowCut) p.drop = DropReason::policy_l7_deny;
+        else p.identity = p.flow->identity;
+      }
+    }
     if (p.drop == DropReason::none && p.ip) {
       const IpLayer& l = p.tagged ? p.pp.inner : p.pp.outer;
       FlowEntry* e = p.flow;
@@ -241,10 +371,26 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
               e->revision = static_cast<std::uint32_t>(revision);
               e->rule_id = p.verdict.rule_id;
               e->flags = verdict_flags(p.verdict, p.tagged);
+              if (p.verdict.l7 != rules::kNoL7 &&
+                  (p.drop = l7_->open(*e, p.verdict, *policy, m, l, *flows_)) != DropReason::none) {
+                flows_->erase(e);  // no L7 state: refused, never let through uninspected
+                e = nullptr;
+                break;
+              }
               c.new_flows.inc();
+              c.rules.slot(p.verdict.rule_id).flows_admitted.inc();
+              p.steps |= kStepAdmitted;
               if (p.verdict.disposition == rules::Disposition::audit) c.audit_flows.inc();
               break;
-            case InsertResult::exists: break;  // opened earlier in this same burst
+            case InsertResult::exists:
+              // Opened earlier in this same burst: this packet is held to that flow exactly as
+              // on its next burst (an untagged or re-tagged copy from the initiator's side must
+              // not ride on the tagged packet that opened it).
+              if (p.dir == e->initiator) {
+                if ((e->flags & kFlagTagged) && !p.tagged) p.drop = DropReason::tag_missing;
+                else if (p.tagged && p.identity != e->identity) p.drop = DropReason::tag_identity_mismatch;
+              }
+              break;
             case InsertResult::table_full: p.drop = DropReason::flow_table_full; break;
             case InsertResult::quota_exceeded: p.drop = DropReason::flow_quota_exceeded; break;
           }
@@ -258,24 +404,38 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
         fk.proto = e->key.proto;
         fk.dport = lo_init ? e->key.port_hi : e->key.port_lo;
         const rules::Verdict v = policy->classify(fk);
+        p.rule = v.rule_id;
+        p.steps |= kStepReclassified;
         if (v.disposition == rules::Disposition::deny) {
           p.drop = v.reason == DropReason::none ? DropReason::policy_default_deny : v.reason;
           // Later packets of this burst that found the same entry share its fate.
           for (unsigned j = i + 1; j < n; ++j)
-            if (pk[j].flow == e) pk[j].drop = p.drop, pk[j].flow = nullptr;
+            if (pk[j].flow == e) pk[j].drop = p.drop, pk[j].flow = nullptr, pk[j].rule = v.rule_id;
           flows_->erase(e);
           e = nullptr;
           c.revoked_flows.inc();
+          c.rules.slot(v.rule_id).flows_denied.inc();
+          p.steps |= kStepRevoked;
         } else {
           e->revision = static_cast<std::uint32_t>(revision);
           e->rule_id = v.rule_id;
-          e->flags = verdict_flags(v, (e->flags & kFlagTagged) != 0);
+          e->flags = static_cast<std::uint8_t>(verdict_flags(v, (e->flags & kFlagTagged) != 0) |
+                                               (e->flags & kFlowL7Bits));
+          p.drop = L7Inspector::revised(*e, v);
         }
       }
       if (e != nullptr && p.drop == DropReason::none) {
+        p.rule = e->rule_id;
+        p.has_rule = true;
         const bool was_reset = e->tcp == TcpState::closed;
-        if (l.proto == kTcp && FlowTable::track_tcp(*e, p.dir, l.tcp_flags) == TcpVerdict::invalid) {
+        if (e->flags & kFlowCut) {
+          p.drop = DropReason::policy_l7_deny;  // cut earlier in this burst
+        } else if (l.proto == kTcp && !p.frag_later &&
+                   FlowTable::track_tcp(*e, p.dir, l.tcp_flags) == TcpVerdict::invalid) {
           p.drop = was_reset ? DropReason::tcp_after_reset : DropReason::tcp_bad_state;
+        } else if ((e->flags & kFlowL7) && p.dir == e->initiator &&
+                   (p.drop = l7_->inspect(*e, *policy, revision, m, l)) != DropReason::none) {
+          // L7 refused it (a deny also cut the flow)
         } else {
           const auto d = static_cast<unsigned>(p.dir);
           e->last_seen = clk.tsc;
@@ -285,14 +445,39 @@ std::uint16_t Pipeline::run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
         }
       }
     }
-    if (p.drop != DropReason::none) {
+    if (p.frag != kNoFrag && !p.frag_later) frags_->decide(p.frag, p.drop);  // later ones follow
+    const bool dropped = p.drop != DropReason::none;
+    if (dropped) {
       count_drop(c, p.drop);
       rte_pktmbuf_free(m);
     } else {
       pkts[keep++] = m;
     }
+    const auto cls = static_cast<std::size_t>(identity_class(p));
+    ++cls_packets[cls];
+    cls_dropped[cls] = static_cast<std::uint16_t>(cls_dropped[cls] + dropped);
+    if (p.has_rule) {
+      if (rule_slot == nullptr || rule_of_slot != p.rule) rule_slot = &c.rules.slot(p.rule), rule_of_slot = p.rule;
+      (dropped ? rule_slot->packets_dropped : rule_slot->packets_forwarded).inc();
+      // A new flow the policy refused (an audit "would deny" is an admission, counted above).
+      if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny)
+        rule_slot->flows_denied.inc();
+    }
   }
+  for (std::size_t k = 0; k < kIdentityClassCount; ++k) {
+    if (cls_packets[k] == 0) continue;
+    c.classes[k].packets.add(cls_packets[k]);
+    if (cls_dropped[k] != 0) c.classes[k].dropped.add(cls_dropped[k]);
+  }
+  stamp(Stage::finish, n);
+  if (trace_left_ != 0) [[unlikely]]
+    trace_burst(pk, n, in_port, revision, clk.tsc, trace_ring_, trace_left_, trace_seq_, c);
   return keep;
 }
+
+template std::uint16_t Pipeline::run_burst<false>(rte_mbuf**, std::uint16_t, unsigned, const Snapshot*,
+                                                  const BurstClock&, WorkerCounters&) noexcept;
+template std::uint16_t Pipeline::run_burst<true>(rte_mbuf**, std::uint16_t, unsigned, const Snapshot*,
+                                                 const BurstClock&, WorkerCounters&) noexcept;
 
 }  // namespace zt::dp

@@ -136,6 +136,7 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
   pc.flows.timeouts = make_timeouts(rte_get_tsc_hz());
   pc.geneve = cfg.geneve;
   pc.replay.packets_per_second = cfg.replay_pps;
+  pc.replay.window_ns = cfg.tag_window_ns;
   for (unsigned w = 0; w < workers; ++w) {
     auto p = Pipeline::create(pc);
     if (!p) return std::unexpected(fmt::format("worker {}: {} (see --flows)", w, p.error()));
@@ -158,6 +159,13 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
     rt->contexts_.push_back(ctx);
     ++q;
   }
+  std::vector<ControlWorker> cw;
+  for (const auto& ctx : rt->contexts_) cw.push_back({ctx.lcore, ctx.queue, ctx.counters, ctx.pipeline});
+  auto control = Control::create(*rt->snapshots_, cw, cfg.control);
+  if (!control) return std::unexpected(control.error());
+  rt->control_ = std::move(*control);
+  rt->control_->set_ports(rt->port_ids_, rt->names_);
+  for (unsigned w = 0; w < rt->contexts_.size(); ++w) rt->contexts_[w].mailbox = &rt->control_->mailbox(w);
   return rt;
 }
 
@@ -258,31 +266,9 @@ void Runtime::stop() {
   }
 }
 
-void Runtime::publish(std::shared_ptr<const Snapshot> s) { snapshots_->publish(std::move(s)); }
-
-CounterSnapshot Runtime::counters() const {
-  CounterSnapshot s;
-  for (std::size_t i = 0; i < contexts_.size(); ++i)
-    s.workers.push_back(copy_worker(counters_[i], contexts_[i].lcore, contexts_[i].queue));
-  for (unsigned i = 0; i < kMaxPorts; ++i) {
-    CounterSnapshot::Port p;
-    p.name = names_[i];
-    rte_eth_stats st{};
-    if (!names_[i].empty() && rte_eth_stats_get(port_ids_[i], &st) == 0) {
-      p.hw_ipackets = st.ipackets;
-      p.hw_opackets = st.opackets;
-      p.hw_imissed = st.imissed;
-      p.hw_ierrors = st.ierrors;
-      p.hw_oerrors = st.oerrors;
-      p.hw_rx_nombuf = st.rx_nombuf;
-    }
-    s.ports.push_back(p);
-  }
-  return s;
-}
-
 Runtime::~Runtime() {
   stop();
+  control_.reset();  // its rings, before EAL goes
   if (!eal_ready_) return;
   for (unsigned i = 0; i < kMaxPorts; ++i)
     if (!names_[i].empty()) rte_eth_dev_close(port_ids_[i]);

@@ -79,13 +79,25 @@ int worker_main(void* arg) noexcept {
       if (n == 0) continue;
       idle = false;
       const std::uint16_t keep = ctx.pipeline->run(pkts, n, in, snap, clk, c);
-      if (keep != 0) transmit_burst(pkts, keep, ctx.port_id[out], ctx.queue, out, c);
+      if (keep != 0) {
+        if (ctx.pipeline->stage_timing()) [[unlikely]] {
+          const std::uint64_t t0 = rte_rdtsc();
+          transmit_burst(pkts, keep, ctx.port_id[out], ctx.queue, out, c);
+          StageCounter& st = c.stages[static_cast<std::size_t>(Stage::tx)];
+          st.calls.inc();
+          st.packets.add(keep);
+          st.cycles.add(rte_rdtsc() - t0);
+        } else {
+          transmit_burst(pkts, keep, ctx.port_id[out], ctx.queue, out, c);
+        }
+      }
       c.busy_cycles.add(rte_rdtsc() - tsc);
     }
     if (idle) {
       c.idle_polls.inc();
       ctx.pipeline->age(tsc, kAgeBucketsWhenIdle);
     }
+    if (ctx.mailbox != nullptr) ctx.mailbox->service(*ctx.pipeline, c);
     ctx.snapshots->quiescent(ctx.queue);
   }
   ctx.snapshots->offline(ctx.queue);

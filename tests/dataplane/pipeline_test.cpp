@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "packet_builder.hpp"
 #include "zt/crypto/keys.hpp"
 #include "zt/crypto/mint.hpp"
@@ -280,6 +282,21 @@ TEST_F(PipelineTest, AnUntaggedPacketOnATaggedFlowFromItsInitiatorIsDropped) {
   EXPECT_EQ(drops(DropReason::tag_missing), 1u);
 }
 
+TEST_F(PipelineTest, AnUntaggedCopyInTheSameBurstAsTheTaggedOpenerIsDropped) {
+  // Both would be allowed alone (web by its tag, zone-a untagged by rule 40): the copy finds the
+  // flow the tagged SYN opened a moment earlier in this burst and is held to it.
+  auto snap = snapshot(compile(std::string(kPolicy) +
+                                   "  - {id: 60, name: web-8080, from: {labels: {app: web}}, to: {segments: [zone-b]}, "
+                                   "proto: tcp, ports: [8080], action: allow}\n",
+                               1));
+  const auto syn = tcp(A1, B5, 40000, 8080, SYN);
+  const auto out = run({tagged(syn, kWeb), syn}, snap.get());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], syn);  // the decapsulated tagged SYN; the untagged copy is gone
+  EXPECT_EQ(drops(DropReason::tag_missing), 1u);
+  EXPECT_EQ(c.new_flows.get(), 1u);
+}
+
 TEST_F(PipelineTest, RevokingTheRuleCutsTheEstablishedFlowOnItsNextPacket) {
   auto v1 = snapshot(compile(kPolicy, 1));
   ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN)}, v1.get()).size(), 1u);
@@ -371,6 +388,163 @@ TEST(PipelineSwap, ThousandsOfPolicySwapsUnderTrafficNeverMixTwoRevisionsInABurs
   EXPECT_GT(saw_b, 0u);
   EXPECT_EQ(c.drops[static_cast<std::size_t>(DropReason::policy_default_deny)].get(), saw_a);
   EXPECT_EQ(c.dropped_total(), saw_a);  // nothing but revision A's deny of 5353
+}
+
+// ---- counters by rule, by identity class, and per stage -----------------------------------
+
+dp::CounterSnapshot::Worker::Rule rule_counts(const dp::WorkerCounters& c, rules::RuleId id) {
+  dp::CounterSnapshot s;
+  s.workers.push_back(dp::copy_worker(c, 1, 0));
+  for (const auto& r : s.rules())
+    if (!r.overflow && r.id == id) return r;
+  return {};
+}
+
+dp::CounterSnapshot::Worker::Class class_counts(const dp::WorkerCounters& c, dp::IdentityClass k) {
+  return dp::copy_worker(c, 1, 0).classes[static_cast<std::size_t>(k)];
+}
+
+TEST_F(PipelineTest, CountsFlowDecisionsAndPacketsByRuleIncludingTheDefaultRule) {
+  auto snap = snapshot(compile(kPolicy, 1));
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN)}, snap.get()).size(), 1u);
+  ASSERT_EQ(run({tcp(B5, A1, 8080, 40000, SYN | ACK)}, snap.get(), 1).size(), 1u);
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, ACK)}, snap.get()).size(), 1u);
+  EXPECT_TRUE(run({tcp(A1, B5, 40000, 8080, SYN | 0x01)}, snap.get()).empty());  // SYN+FIN
+  EXPECT_TRUE(run({tcp(A1, B5, 40001, 23, SYN), tcp(A1, B5, 40002, 23, SYN)}, snap.get()).empty());
+  EXPECT_TRUE(run({tcp(A1, B5, 40003, 9999, SYN)}, snap.get()).empty());
+
+  const auto allow = rule_counts(c, 40);
+  EXPECT_EQ(allow.flows_admitted, 1u);
+  EXPECT_EQ(allow.flows_denied, 0u);
+  EXPECT_EQ(allow.packets_forwarded, 3u);  // SYN, SYN-ACK (the reply counts under its flow's rule), ACK
+  EXPECT_EQ(allow.packets_dropped, 1u);    // the SYN+FIN: tcp_bad_state
+  const auto telnet = rule_counts(c, 30);
+  EXPECT_EQ(telnet.flows_denied, 2u);
+  EXPECT_EQ(telnet.packets_dropped, 2u);
+  EXPECT_EQ(telnet.flows_admitted, 0u);
+  const auto dflt = rule_counts(c, rules::kDefaultRule);
+  EXPECT_EQ(dflt.flows_denied, 1u);
+  EXPECT_EQ(dflt.packets_dropped, 1u);
+
+  // --stats-file: the keys component tests read keep their shape; the new ones sit beside them.
+  dp::CounterSnapshot s;
+  s.workers.push_back(dp::copy_worker(c, 1, 0));
+  const auto j = nlohmann::json::parse(dp::counters_to_json(s));
+  EXPECT_EQ(j["drops"]["policy_deny"], 2);
+  EXPECT_EQ(j["drops"]["tcp_bad_state"], 1);
+  EXPECT_EQ(j["flows"]["admitted"], 1);
+  EXPECT_EQ(j["rules"]["40"]["packets_forwarded"], 3);
+  EXPECT_EQ(j["rules"]["30"]["flows_denied"], 2);
+  EXPECT_EQ(j["rules"]["0"]["flows_denied"], 1);
+  EXPECT_EQ(j["identity_classes"]["segment"]["packets"], 7);
+  const auto text = dp::format_counters(s);
+  EXPECT_NE(text.find("default"), std::string::npos) << text;
+  EXPECT_NE(text.find("identity class"), std::string::npos) << text;
+}
+
+TEST_F(PipelineTest, RuleCountsSurviveANewRevisionThatMovesTheRuleToAnotherIndex) {
+  auto v1 = snapshot(compile(kPolicy, 1));
+  std::string text = kPolicy;
+  const auto at = text.find("rules:\n") + 7;
+  text.insert(at, "  - {id: 5, name: first, from: {segments: [zone-a]}, to: {segments: [zone-b]}, proto: udp, ports: [9], action: allow}\n");
+  auto v2 = snapshot(compile(text, 2, {"40"}));
+  ASSERT_EQ(run({udp(A1, B5, 1000, 53)}, v1.get()).size(), 1u);
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN)}, v1.get()).size(), 1u);
+  ASSERT_EQ(run({udp(A1, B5, 1000, 53)}, v2.get()).size(), 1u);  // decided again: still rule 20
+  EXPECT_TRUE(run({tcp(B5, A1, 8080, 40000, SYN | ACK)}, v2.get(), 1).empty());  // rule 40 is gone
+  const auto dns = rule_counts(c, 20);
+  EXPECT_EQ(dns.flows_admitted, 1u);
+  EXPECT_EQ(dns.packets_forwarded, 2u);
+  const auto gone = rule_counts(c, 40);
+  EXPECT_EQ(gone.flows_admitted, 1u);
+  EXPECT_EQ(gone.packets_forwarded, 1u);
+  const auto dflt = rule_counts(c, rules::kDefaultRule);
+  EXPECT_EQ(dflt.flows_denied, 1u);  // the revocation is a decision of the default rule
+  EXPECT_EQ(dflt.packets_dropped, 1u);
+}
+
+TEST_F(PipelineTest, CountsPacketsAndDropsByIdentityClass) {
+  auto snap = snapshot(compile(kPolicy, 1));
+  const auto src = v4(10, 9, 9, 9);
+  ASSERT_EQ(run({tagged(tcp(src, B5, 41000, 80, SYN), kWeb)}, snap.get()).size(), 1u);
+  ASSERT_EQ(run({tcp(B5, src, 80, 41000, SYN | ACK)}, snap.get(), 1).size(), 1u);  // reply, untagged
+  EXPECT_TRUE(run({tagged(tcp(src, B5, 41001, 80, SYN), kWeb, crypto::Coverage::full, kNow, true)}, snap.get()).empty());
+  EXPECT_TRUE(run({tcp(src, B5, 41000, 80, ACK)}, snap.get()).empty());  // tag_missing
+  EXPECT_TRUE(run({tagged(tcp(src, B5, 41002, 80, SYN), kClient)}, snap.get()).empty());  // denied before any MAC
+  ASSERT_EQ(run({udp(A1, B5, 1000, 53)}, snap.get()).size(), 1u);
+  EXPECT_TRUE(run({udp(src, B5, 1000, 53)}, snap.get()).empty());  // from no named segment
+  const auto arp = PacketBuilder{}.eth().arp().build();
+  ASSERT_EQ(run({arp}, snap.get()).size(), 1u);
+  EXPECT_TRUE(run({Bytes(10, 0)}, snap.get()).empty());  // runt
+
+  using K = dp::IdentityClass;
+  EXPECT_EQ(class_counts(c, K::verified).packets, 2u);
+  EXPECT_EQ(class_counts(c, K::verified).dropped, 0u);
+  EXPECT_EQ(class_counts(c, K::invalid).packets, 2u);  // forged MAC, tag missing
+  EXPECT_EQ(class_counts(c, K::invalid).dropped, 2u);
+  EXPECT_EQ(class_counts(c, K::unverified).packets, 1u);
+  EXPECT_EQ(class_counts(c, K::unverified).dropped, 1u);
+  EXPECT_EQ(class_counts(c, K::segment).packets, 1u);
+  EXPECT_EQ(class_counts(c, K::segment).dropped, 0u);
+  EXPECT_EQ(class_counts(c, K::unauthenticated).packets, 1u);
+  EXPECT_EQ(class_counts(c, K::unauthenticated).dropped, 1u);
+  EXPECT_EQ(class_counts(c, K::none).packets, 2u);
+  EXPECT_EQ(class_counts(c, K::none).dropped, 1u);
+  std::uint64_t sum = 0, dropped = 0;
+  for (const auto& k : dp::copy_worker(c, 1, 0).classes) sum += k.packets, dropped += k.dropped;
+  EXPECT_EQ(sum, c.rx_packets[0].get() + c.rx_packets[1].get());
+  EXPECT_EQ(dropped, c.dropped_total());
+}
+
+TEST(RuleCounters, RulesBeyondTheSlotsShareTheOverflowSlotAndAResetFreesTheSlots) {
+  auto c = std::make_unique<dp::WorkerCounters>();
+  for (rules::RuleId id = 1; id <= dp::kRuleSlots; ++id) c->rules.slot(id * 7).packets_forwarded.inc();
+  c->rules.slot(7).packets_forwarded.inc();  // still its own slot
+  c->rules.slot(999'999).packets_dropped.inc();
+  c->rules.slot(1'000'001).packets_dropped.inc();
+  auto w = dp::copy_worker(*c, 1, 0);
+  ASSERT_EQ(w.rules.size(), dp::kRuleSlots + 1);
+  EXPECT_EQ(w.rules.front().id, 7u);
+  EXPECT_EQ(w.rules.front().packets_forwarded, 2u);
+  EXPECT_TRUE(w.rules.back().overflow);
+  EXPECT_EQ(w.rules.back().packets_dropped, 2u);
+  c->reset();
+  EXPECT_TRUE(dp::copy_worker(*c, 1, 0).rules.empty());
+  c->rules.slot(999'999).packets_dropped.inc();  // a slot of its own again
+  w = dp::copy_worker(*c, 1, 0);
+  ASSERT_EQ(w.rules.size(), 1u);
+  EXPECT_EQ(w.rules[0].id, 999'999u);
+  EXPECT_FALSE(w.rules[0].overflow);
+}
+
+TEST_F(PipelineTest, StageCountersStayAtZeroWhenOffAndCountEveryBurstWhenOn) {
+  auto snap = snapshot(compile(kPolicy, 1));
+  const auto burst = [&](std::uint16_t base) {
+    std::vector<Bytes> v;
+    for (std::uint16_t k = 0; k < 4; ++k) v.push_back(udp(A1, B5, static_cast<std::uint16_t>(base + k), 53));
+    return run(v, snap.get()).size();
+  };
+  ASSERT_EQ(burst(1000), 4u);
+  for (const auto& st : c.stages) EXPECT_EQ(st.calls.get() + st.packets.get() + st.cycles.get(), 0u);
+  pipe->set_stage_timing(true);
+  ASSERT_EQ(burst(2000), 4u);
+  ASSERT_EQ(burst(1000), 4u);  // established
+  for (auto s : {dp::Stage::parse, dp::Stage::lookup, dp::Stage::classify, dp::Stage::verify, dp::Stage::finish}) {
+    const auto& st = c.stages[static_cast<std::size_t>(s)];
+    EXPECT_EQ(st.calls.get(), 2u) << dp::to_string(s);
+    EXPECT_EQ(st.packets.get(), 8u) << dp::to_string(s);
+    EXPECT_GT(st.cycles.get(), 0u) << dp::to_string(s);
+  }
+  EXPECT_EQ(c.stages[static_cast<std::size_t>(dp::Stage::tx)].calls.get(), 0u);  // the worker's
+  pipe->set_stage_timing(false);
+  const auto before = c.stages[static_cast<std::size_t>(dp::Stage::parse)].cycles.get();
+  ASSERT_EQ(burst(3000), 4u);
+  EXPECT_EQ(c.stages[static_cast<std::size_t>(dp::Stage::parse)].calls.get(), 2u);
+  EXPECT_EQ(c.stages[static_cast<std::size_t>(dp::Stage::parse)].cycles.get(), before);
+  dp::CounterSnapshot s;
+  s.workers.push_back(dp::copy_worker(c, 1, 0));
+  EXPECT_NE(dp::format_counters(s).find("cycles/pkt"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(dp::counters_to_json(s))["stages"]["parse"]["packets"], 8);
 }
 
 }  // namespace

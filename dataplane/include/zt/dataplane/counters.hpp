@@ -7,9 +7,11 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "zt/rules/drop_reason.hpp"
+#include "zt/rules/types.hpp"
 
 namespace zt::dp {
 
@@ -27,6 +29,104 @@ class Counter {
   std::atomic<std::uint64_t> v_{0};
 };
 
+// Who sent a packet, as far as the worker could tell (DESIGN.md §2, §3). The class of an
+// untagged packet of an established flow is that of the identity that opened the flow, so the
+// replies to a verified identity's flow count as `verified`.
+#define ZT_IDENTITY_CLASSES(X)                                                                  \
+  X(verified, "tagged, the tag verified (MAC and replay), or a reply in such a flow")            \
+  X(unverified, "tagged, dropped before its tag was verified (deny, no policy, ...)")           \
+  X(segment, "untagged, from a segment a rule names as a source")                              \
+  X(unauthenticated, "untagged, from no named segment")                                        \
+  X(invalid, "failed a tag check (decode, MAC, replay, key, identity, tag missing)")           \
+  X(none, "not an IP packet the policy decides (unparseable, ARP)")
+
+enum class IdentityClass : std::uint8_t {
+#define ZT_IC_ENUM(name, desc) name,
+  ZT_IDENTITY_CLASSES(ZT_IC_ENUM)
+#undef ZT_IC_ENUM
+      count_,
+};
+inline constexpr std::size_t kIdentityClassCount = static_cast<std::size_t>(IdentityClass::count_);
+std::string_view to_string(IdentityClass c) noexcept;
+std::string_view describe(IdentityClass c) noexcept;
+
+// Per-stage cycle counters (like VPP's `show runtime`), only written while stage timing is on.
+// The pipeline's passes (pipeline.hpp) plus the worker's transmit.
+#define ZT_STAGES(X)                                                                             \
+  X(parse, "parse every packet, build flow keys")                                                \
+  X(lookup, "flow-table bulk lookup")                                                            \
+  X(classify, "identity and policy for new flows")                                               \
+  X(verify, "batched tag MAC verification and replay filter")                                   \
+  X(finish, "admit / follow / forward-or-drop, counters")                                        \
+  X(tx, "transmit (with bounded retry)")
+
+enum class Stage : std::uint8_t {
+#define ZT_ST_ENUM(name, desc) name,
+  ZT_STAGES(ZT_ST_ENUM)
+#undef ZT_ST_ENUM
+      count_,
+};
+inline constexpr std::size_t kStageCount = static_cast<std::size_t>(Stage::count_);
+std::string_view to_string(Stage s) noexcept;
+
+// Per-rule counters: a fixed number of slots per worker, keyed by rule id (ids are stable
+// across policy revisions, indices into a snapshot are not), so a rule that survives a new
+// revision keeps its counts. Rule ids seen beyond kRuleSlots land in one overflow slot.
+inline constexpr std::uint32_t kRuleSlots = 4096;
+
+struct RuleSlot {
+  std::atomic<std::uint32_t> rule_id{0};
+  Counter flows_admitted;     // new flows this rule admitted (allow or audit)
+  Counter flows_denied;       // flow decisions this rule denied (new flows, revoked flows)
+  Counter packets_forwarded;  // packets of its flows the pipeline forwarded
+  Counter packets_dropped;    // packets decided by it that were dropped (any reason)
+};
+
+class RuleCounters {
+ public:
+  // The slot counting `rule` (the worker only). Never allocates: a rule id that finds no free
+  // slot within a bounded probe gets the overflow slot.
+  RuleSlot& slot(rules::RuleId rule) noexcept {
+    std::uint32_t h = (rule * 0x9E3779B1u) >> (32 - kIndexBits);
+    for (unsigned probe = 0; probe < kMaxProbe; ++probe, h = (h + 1) & (kIndexSize - 1)) {
+      const std::uint16_t at = index_[h];
+      if (at == 0) return claim(rule, h);
+      if (slots_[at - 1].rule_id.load(std::memory_order_relaxed) == rule) return slots_[at - 1];
+    }
+    return overflow_;
+  }
+  // Worker only: zero every count and forget every rule id.
+  void reset() noexcept;
+
+  // Readers (any thread): slots [0, used()) are in use; re-read rule_id after the counts to
+  // detect a concurrent reset.
+  std::uint32_t used() const noexcept { return used_.load(std::memory_order_acquire); }
+  const RuleSlot& at(std::uint32_t i) const noexcept { return slots_[i]; }
+  const RuleSlot& overflow() const noexcept { return overflow_; }
+
+ private:
+  static constexpr unsigned kIndexBits = 13;  // 8192 index entries: at most half full
+  static constexpr std::uint32_t kIndexSize = 1u << kIndexBits;
+  static constexpr unsigned kMaxProbe = 32;
+  RuleSlot& claim(rules::RuleId rule, std::uint32_t h) noexcept;
+
+  std::array<std::uint16_t, kIndexSize> index_{};  // slot + 1; 0 = empty
+  std::array<RuleSlot, kRuleSlots> slots_;
+  RuleSlot overflow_;
+  std::atomic<std::uint32_t> used_{0};
+};
+
+struct StageCounter {
+  Counter calls;    // bursts
+  Counter packets;  // packets of those bursts (so per-stage cycles/packet add up)
+  Counter cycles;   // TSC cycles
+};
+
+struct ClassCounter {
+  Counter packets;
+  Counter dropped;
+};
+
 // What one worker (one RX/TX queue pair per port) counted. Cache-line aligned so two workers
 // never share a line.
 struct alignas(64) WorkerCounters {
@@ -40,6 +140,15 @@ struct alignas(64) WorkerCounters {
   Counter revoked_flows;  // established flows cut because a new policy revision denies them
   Counter idle_polls;  // polls of both ports that found nothing
   Counter busy_cycles; // TSC cycles spent on polls that found packets
+  std::array<ClassCounter, kIdentityClassCount> classes;  // by identity class
+  std::array<StageCounter, kStageCount> stages;            // while stage timing is on
+  Counter trace_records;  // trace records written to the trace ring
+  Counter trace_lost;     // trace records dropped because the trace ring was full
+  Counter commands;       // mailbox commands completed
+  RuleCounters rules;     // by rule id
+
+  // Zeroes every counter; call only from the one writer (the worker, on a reset command).
+  void reset() noexcept;
 
   std::uint64_t dropped_total() const noexcept {
     std::uint64_t s = 0;
@@ -57,6 +166,21 @@ struct CounterSnapshot {
     std::array<std::uint64_t, rules::kDropReasonCount> drops{};
     std::uint64_t busy_cycles = 0;
     std::uint64_t new_flows = 0, audit_flows = 0, revoked_flows = 0;
+    struct Rule {
+      rules::RuleId id = 0;
+      bool overflow = false;  // rules that found no slot of their own, together
+      std::uint64_t flows_admitted = 0, flows_denied = 0, packets_forwarded = 0, packets_dropped = 0;
+    };
+    std::vector<Rule> rules;  // slots in use, then the overflow slot if it counted anything
+    struct Class {
+      std::uint64_t packets = 0, dropped = 0;
+    };
+    std::array<Class, kIdentityClassCount> classes{};
+    struct StageCycles {
+      std::uint64_t calls = 0, packets = 0, cycles = 0;
+    };
+    std::array<StageCycles, kStageCount> stages{};
+    std::uint64_t trace_records = 0, trace_lost = 0, commands = 0;
   };
   struct Port {
     std::string name;
@@ -70,6 +194,9 @@ struct CounterSnapshot {
   std::uint64_t tx_total() const noexcept;
   std::uint64_t dropped_total() const noexcept;
   std::uint64_t drops(rules::DropReason r) const noexcept;
+  // Summed over workers, by rule id (ascending; the overflow slot last, if it counted anything).
+  std::vector<Worker::Rule> rules() const;
+  Worker::Class identity_class(IdentityClass k) const noexcept;
 };
 
 CounterSnapshot::Worker copy_worker(const WorkerCounters& c, unsigned lcore, unsigned queue);

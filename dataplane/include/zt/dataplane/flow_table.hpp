@@ -126,6 +126,17 @@ class FlowTable {
   std::size_t memory_bytes() const noexcept { return mem_bytes_; }
   const FlowTimeouts& timeouts() const noexcept { return timeouts_; }
 
+  // Visits the live flows among entries [from, from + count): control commands walk the table a
+  // bounded slice per worker loop iteration. `f(FlowEntry&)` may erase the entry it is given;
+  // it returns false to stop. Returns where to continue (capacity() once the walk is complete).
+  template <typename F>
+  std::uint32_t visit(std::uint32_t from, std::uint32_t count, F&& f) {
+    const std::uint32_t end = from >= capacity_ || count > capacity_ - from ? capacity_ : from + count;
+    for (std::uint32_t i = from; i < end; ++i)
+      if (live_[i] && !f(entries_[i])) return i + 1;
+    return end;
+  }
+
   // Visits every live flow (control path: show flows); `f` returns false to stop.
   template <typename F>
   void for_each(F&& f) const {

@@ -24,8 +24,13 @@
 #include "zt/crypto/verifier.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/flow_table.hpp"
+#include "zt/dataplane/frag_table.hpp"
+#include "zt/dataplane/l7_inspect.hpp"
 #include "zt/dataplane/burst.hpp"
 #include "zt/dataplane/snapshot.hpp"
+#include "zt/dataplane/trace.hpp"
+
+struct rte_ring;
 
 namespace zt::dp {
 
@@ -39,6 +44,8 @@ struct PipelineConfig {
   GeneveMode geneve = GeneveMode::strip;
   crypto::ReplayFilterConfig replay;
   std::string verifier_arch = "auto";
+  FragConfig frags;  // IP fragments: datagrams followed, fragments each, lifetime
+  L7Config l7;       // L7: flows under inspection, bytes inspected per flow
 };
 
 // The time a burst is decided at: the TSC for flow aging, wall-clock ns for tag freshness.
@@ -54,21 +61,58 @@ class Pipeline {
   // Decides a burst received on port index `in_port` under snapshot `snap` (may be null: no
   // policy). Packets to forward are compacted to the front of `pkts` in arrival order (and
   // decapsulated in strip mode); their count is returned. The rest are freed and counted.
+  // Counts by rule (`c.rules`: flow decisions, packets forwarded / dropped) and by identity
+  // class (`c.classes`); with stage timing on, the cycles of each pass (`c.stages`).
   std::uint16_t run(rte_mbuf** pkts, std::uint16_t n, unsigned in_port, const Snapshot* snap,
-                    const BurstClock& clk, WorkerCounters& c) noexcept;
+                    const BurstClock& clk, WorkerCounters& c) noexcept {
+    return stage_timing_ ? run_burst<true>(pkts, n, in_port, snap, clk, c)
+                         : run_burst<false>(pkts, n, in_port, snap, clk, c);
+  }
+
+  // Per-stage cycle counters on or off (the owning worker only: its mailbox). Off costs one
+  // predictable branch per burst and no TSC read.
+  void set_stage_timing(bool on) noexcept { stage_timing_ = on; }
+  bool stage_timing() const noexcept { return stage_timing_; }
+  // Trace the next `packets` packets into `ring` (an SP rte_ring of TraceRecord elements);
+  // 0 stops tracing. The owning worker only.
+  void trace(std::uint64_t packets, rte_ring* ring) noexcept {
+    trace_left_ = ring != nullptr ? packets : 0;
+    trace_ring_ = ring;
+  }
+  std::uint64_t trace_left() const noexcept { return trace_left_; }
 
   // Ages a bounded slice of the flow table (call when idle or between bursts).
-  unsigned age(std::uint64_t tsc, unsigned buckets) noexcept { return flows_->age(tsc, buckets); }
+  // (Fragment entries and L7 states of gone flows are reclaimed along the way.)
+  unsigned age(std::uint64_t tsc, unsigned buckets) noexcept {
+    frags_->age(tsc, buckets);
+    l7_->age(*flows_, buckets);
+    return flows_->age(tsc, buckets);
+  }
+  // Control path, before `s` is published: prepares this worker's L7 (Hyperscan) scratch for
+  // its policy; the worker adopts it without allocating on its first burst under `s`.
+  std::expected<void, std::string> prepare(const Snapshot& s) { return l7_->prepare(s.policy); }
   FlowTable& flows() noexcept { return *flows_; }
+  FragTable& frags() noexcept { return *frags_; }
+  L7Inspector& l7() noexcept { return *l7_; }
   const crypto::Verifier& verifier() const noexcept { return verifier_; }
 
  private:
   Pipeline(std::unique_ptr<FlowTable> f, crypto::Verifier v, crypto::ReplayFilter r, GeneveMode m)
       : flows_(std::move(f)), verifier_(std::move(v)), replay_(std::move(r)), geneve_(m) {}
+  template <bool kTimed>
+  std::uint16_t run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port, const Snapshot* snap,
+                          const BurstClock& clk, WorkerCounters& c) noexcept;
+
   std::unique_ptr<FlowTable> flows_;
+  std::unique_ptr<FragTable> frags_;
+  std::unique_ptr<L7Inspector> l7_;
   crypto::Verifier verifier_;
   crypto::ReplayFilter replay_;
   GeneveMode geneve_;
+  bool stage_timing_ = false;
+  std::uint64_t trace_left_ = 0;
+  std::uint64_t trace_seq_ = 0;
+  rte_ring* trace_ring_ = nullptr;
 };
 
 }  // namespace zt::dp

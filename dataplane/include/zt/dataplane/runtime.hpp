@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "zt/dataplane/control.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/pipeline.hpp"
 #include "zt/dataplane/snapshot.hpp"
@@ -40,6 +41,11 @@ struct RuntimeConfig {
   std::uint32_t flow_quota = 0;     // flows one identity may hold per worker; 0: no quota
   GeneveMode geneve = GeneveMode::strip;
   double replay_pps = 15e6;         // accepted tags per second the replay filter is sized for
+  // The replay filter's window W (it remembers a MAC for at least 2W). Tags are fresh for at
+  // most ±W whatever the key ring says (the verifier narrows to it); memory grows with pps × W.
+  std::int64_t tag_window_ns = 1'000'000'000;
+  // Control API (control.hpp): mailbox and trace ring depths, default command timeout.
+  ControlConfig control;
 };
 
 // True when `spec` names a virtual device rather than a PCI address.
@@ -66,10 +72,12 @@ class Runtime {
 
   // Makes `s` the snapshot every worker decides by, hitlessly (RCU); returns once no worker
   // can still be using the previous one, which is then released.
-  void publish(std::shared_ptr<const Snapshot> s);
-  std::shared_ptr<const Snapshot> snapshot() const { return snapshots_->current_owner(); }
+  void publish(std::shared_ptr<const Snapshot> s) { control_->publish(std::move(s)); }
+  std::shared_ptr<const Snapshot> snapshot() const { return control_->snapshot(); }
 
-  CounterSnapshot counters() const;
+  CounterSnapshot counters() const { return control_->counters(); }
+  // Everything the control plane does to the workers (commands, trace, counters, publish).
+  Control& control() noexcept { return *control_; }
   unsigned worker_count() const noexcept { return static_cast<unsigned>(contexts_.size()); }
   const std::array<std::string, kMaxPorts>& port_names() const noexcept { return names_; }
 
@@ -85,6 +93,7 @@ class Runtime {
   std::unique_ptr<WorkerCounters[]> counters_;
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
   std::unique_ptr<SnapshotChannel> snapshots_;
+  std::unique_ptr<Control> control_;
   std::atomic<bool> stop_{false};
   bool launched_ = false;
   bool eal_ready_ = false;

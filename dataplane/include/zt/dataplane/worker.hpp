@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "zt/dataplane/burst.hpp"
+#include "zt/dataplane/control.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/pipeline.hpp"
 #include "zt/dataplane/snapshot.hpp"
@@ -32,6 +33,7 @@ struct WorkerContext {
   WorkerCounters* counters = nullptr;
   Pipeline* pipeline = nullptr;
   SnapshotChannel* snapshots = nullptr;
+  WorkerMailbox* mailbox = nullptr;  // drained once per loop iteration; null: no commands
   const std::atomic<bool>* stop = nullptr;
   // Wall clock for tag freshness, extrapolated from the TSC (no system call per burst).
   std::int64_t base_ns = 0;

@@ -41,7 +41,14 @@ namespace zt::rules {
   X(ipv6_bad_ext_header, "IPv6 authentication header shorter than its fixed 12 bytes")          \
   /* fragments (DESIGN.md §4) */                                                                \
   X(frag_first_too_short, "first fragment does not hold the whole L4 header")                   \
-  X(frag_unsupported, "fragment without a reassembled verdict to follow")                       \
+  X(frag_no_first,                                                                              \
+    "non-first fragment with no first fragment to follow (not seen yet, expired, or its flow "  \
+    "is gone): nothing is reassembled or held")                                                 \
+  X(frag_overlap,                                                                               \
+    "fragment overlaps, duplicates or runs past the end of what its datagram already carried; " \
+    "the datagram is poisoned and its later fragments drop too (RFC 5722)")                     \
+  X(frag_too_many, "datagram has more fragments than the per-datagram bound")                   \
+  X(frag_table_full, "the worker's fragment table is full; new fragmented datagrams refused")   \
   /* L4 */                                                                                      \
   X(tcp_truncated, "TCP header cut off by the end of the segment")                              \
   X(tcp_bad_offset, "TCP data offset below 5 words or past the segment")                        \
@@ -94,7 +101,13 @@ namespace zt::rules {
   /* policy */                                                                                  \
   X(policy_deny, "an explicit deny rule matched the flow")                                      \
   X(policy_default_deny, "no allow rule matched the flow (default deny)")                       \
-  X(policy_l7_deny, "the request broke the rule's HTTP allow-list or hit a deny pattern")       \
+  X(policy_l7_deny,                                                                             \
+    "L7: the request line broke the rule's HTTP allow-list, was malformed or not whole within "   \
+    "the inspection bound, the payload hit a deny pattern, or the flow was cut for one")        \
+  X(l7_pool_full, "the worker's L7 inspection pool is full; new flows needing L7 are refused") \
+  X(l7_out_of_order,                                                                            \
+    "TCP segment ahead of the inspected L7 stream (a gap); dropped so the sender retransmits")  \
+  X(l7_not_ready, "no L7 scratch prepared for this policy on this worker; L7 flows refused")   \
   X(no_policy, "no policy is loaded; new flows fail closed")                                    \
   X(policy_expired, "the policy or its keys expired without an update; new flows fail closed")
 
