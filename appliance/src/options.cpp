@@ -82,8 +82,19 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("key-domain", po::value(&o.keys.domain)->default_value("lab"), "trust domain name of the keys")
       ("epoch-length", po::value(&o.keys.epoch_length_s)->default_value(900),
        "key epoch length in seconds (DESIGN.md §2)")
+      ("tag-window-ms", po::value(&o.keys.tag_window_ms)->default_value(1000),
+       "freshness window: a tag whose timestamp is more than this many ms from the appliance clock "
+       "is dropped (tag_time_window); senders' clocks must agree within it (PTP/NTP). With --key-master "
+       "only: under --manager the manager's key schedule sets it")
+      ("epoch-grace-ms", po::value(&o.keys.epoch_grace_ms)->default_value(5000),
+       "tags of the previous key epoch are still accepted this many ms after a new epoch begins, "
+       "then dropped (tag_expired_epoch). With --key-master only, like --tag-window-ms")
       ("geneve", po::value(&geneve)->default_value("strip"),
        "strip|keep — decapsulate tagged packets before forwarding, or forward them as they came")
+      ("replay-pps", po::value(&rt.replay_pps)->default_value(15e6, "15000000"),
+       "accepted tags per second per worker the replay filter is sized for (memory: about 146 MiB "
+       "per worker at 15 Mpps and a 1 s --tag-window-ms, proportional to both); above it, fresh "
+       "tags risk being taken for replays (false drops), never the reverse")
       ("flows", po::value(&rt.flows)->default_value(1U << 20), "flow table capacity per worker")
       ("flow-quota", po::value(&rt.flow_quota)->default_value(0),
        "flows one identity may hold per worker (0: no quota)");
@@ -175,6 +186,10 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
   else
     return std::unexpected(fmt::format("--geneve '{}': expected strip or keep", geneve));
   if (vm.count("key-master")) o.keys.master_file = vm["key-master"].as<std::string>();
+  if (auto ok = check_key_settings(o.keys); !ok) return std::unexpected(ok.error());
+  if (!(rt.replay_pps >= 1000 && rt.replay_pps <= 1e9))
+    return std::unexpected(fmt::format("--replay-pps {}: expected 1000 to 1000000000", rt.replay_pps));
+  rt.tag_window_ns = static_cast<std::int64_t>(o.keys.tag_window_ms) * 1'000'000;
   if (rt.flows < 64)
     return std::unexpected(fmt::format("--flows {}: expected at least 64", rt.flows));
   if (rt.ports[0].empty() || rt.ports[1].empty())
@@ -194,6 +209,10 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
   if (vm.count("key-master"))
     return std::unexpected("--key-master and --manager are mutually exclusive: with --manager the epoch secrets "
                            "come from the manager");
+  for (const char* name : {"tag-window-ms", "epoch-grace-ms"})
+    if (!vm[name].defaulted())
+      return std::unexpected(fmt::format("--{} does not apply with --manager: the manager's key schedule sets it "
+                                         "(ztmanager's options)", name));
   const auto colon = manager.rfind(':');
   unsigned long port = 0;
   std::size_t used = 0;

@@ -51,15 +51,26 @@ std::string format_diagnostics(const std::vector<rules::Diagnostic>& ds) {
 
 }  // namespace
 
+std::expected<void, std::string> check_key_settings(const KeySettings& k) {
+  if (k.epoch_length_s < 10 || k.epoch_length_s > 86400)
+    return std::unexpected(fmt::format("--epoch-length {}: expected 10 to 86400 seconds", k.epoch_length_s));
+  if (k.tag_window_ms < 1 || k.tag_window_ms > 60000)
+    return std::unexpected(fmt::format("--tag-window-ms {}: expected 1 to 60000 milliseconds", k.tag_window_ms));
+  if (k.epoch_grace_ms < 0 || k.epoch_grace_ms >= k.epoch_length_s * 1000)
+    return std::unexpected(fmt::format("--epoch-grace-ms {}: expected 0 to less than --epoch-length ({} s)",
+                                       k.epoch_grace_ms, k.epoch_length_s));
+  return {};
+}
+
 std::expected<PolicySource, std::string> PolicySource::create(std::filesystem::path policy_dir,
                                                               KeySettings keys) {
   PolicySource p;
   p.dir_ = std::move(policy_dir);
   p.keys_ = std::move(keys);
-  if (p.keys_.epoch_length_s < 10 || p.keys_.epoch_length_s > 86400)
-    return std::unexpected(fmt::format("--epoch-length {}: expected 10 to 86400 seconds",
-                                       p.keys_.epoch_length_s));
+  if (auto ok = check_key_settings(p.keys_); !ok) return std::unexpected(ok.error());
   p.epoch_policy_.length_ns = p.keys_.epoch_length_s * crypto::kNsPerSec;
+  p.epoch_policy_.time_window_ns = p.keys_.tag_window_ms * 1'000'000;
+  p.epoch_policy_.grace_ns = p.keys_.epoch_grace_ms * 1'000'000;
   if (!p.keys_.master_file.empty()) {
     auto m = read_hex_secret(p.keys_.master_file);
     if (!m) return std::unexpected(m.error());

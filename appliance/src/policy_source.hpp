@@ -20,7 +20,13 @@ struct KeySettings {
   std::filesystem::path master_file;  // hex, at least 32 bytes; empty: no keys (tags fail)
   std::string domain = "lab";
   std::int64_t epoch_length_s = 900;
+  std::int64_t tag_window_ms = 1000;   // |tag time - now| accepted (DESIGN.md §2 "±1 s (configurable)")
+  std::int64_t epoch_grace_ms = 5000;  // epoch e-1 still accepted this long after e begins
 };
+
+// The checks PolicySource::create makes, for the option parser to report them before EAL starts:
+// epoch length 10 s to 1 day, tag window 1 ms to 60 s, grace 0 to less than an epoch.
+std::expected<void, std::string> check_key_settings(const KeySettings& k);
 
 class PolicySource {
  public:

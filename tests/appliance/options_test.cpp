@@ -128,6 +128,53 @@ TEST(Options, BadValuesAreRefusedWithAMessageNamingTheOption) {
   EXPECT_NE(r.error().find("--port-b"), std::string::npos) << r.error();
 }
 
+TEST(Options, TagWindowAndEpochGraceDefaultToDesignValuesAndReachTheKeySettings) {
+  auto r = parse({"--port-a", "net_null0", "--port-b", "net_null1"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->options.keys.tag_window_ms, 1000);
+  EXPECT_EQ(r->options.keys.epoch_grace_ms, 5000);
+
+  r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--tag-window-ms", "250", "--epoch-grace-ms", "0"});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->options.keys.tag_window_ms, 250);
+  EXPECT_EQ(r->options.keys.epoch_grace_ms, 0);
+}
+
+TEST(Options, BadTagWindowEpochGraceOrEpochLengthIsRefusedNamingTheOptionAndTheRange) {
+  const std::vector<std::string> ports = {"--port-a", "net_null0", "--port-b", "net_null1"};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--tag-window-ms", "0"}, "--tag-window-ms 0: expected 1 to 60000 milliseconds"},
+      {{"--tag-window-ms", "90000"}, "--tag-window-ms 90000: expected 1 to 60000"},
+      {{"--tag-window-ms", "soon"}, "--tag-window-ms"},
+      {{"--epoch-grace-ms", "-1"}, "--epoch-grace-ms -1: expected 0 to less than --epoch-length (900 s)"},
+      {{"--epoch-length", "60", "--epoch-grace-ms", "60000"}, "--epoch-grace-ms 60000: expected 0 to less than --epoch-length (60 s)"},
+      {{"--epoch-length", "5"}, "--epoch-length 5: expected 10 to 86400 seconds"},
+      {{"--manager", "h:1", "--state-dir", "s", "--psk-file", "p", "--tag-window-ms", "2000"},
+       "--tag-window-ms does not apply with --manager"},
+  };
+  for (const auto& [extra, want] : cases) {
+    auto args = ports;
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = parse(args);
+    ASSERT_FALSE(r) << want;
+    EXPECT_NE(r.error().find(want), std::string::npos) << r.error();
+  }
+}
+
+TEST(PolicySource, RefusesATagWindowOrGraceOutsideItsRange) {
+  zt::appliance::KeySettings k;
+  k.tag_window_ms = 0;
+  auto p = zt::appliance::PolicySource::create("/nonexistent", k);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().find("--tag-window-ms 0"), std::string::npos) << p.error();
+  k.tag_window_ms = 1000;
+  k.epoch_length_s = 10;
+  k.epoch_grace_ms = 10000;
+  p = zt::appliance::PolicySource::create("/nonexistent", k);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().find("--epoch-grace-ms 10000"), std::string::npos) << p.error();
+}
+
 TEST(Options, ManagerModeTakesHostPortStateDirPskAndEnrolmentSettings) {
   auto r = parse({"--port-a", "net_null0", "--port-b", "net_null1", "--manager", "10.0.0.5:7443", "--state-dir",
                   "/var/lib/ztgate", "--psk-file", "/etc/ztgate/psk", "--enrol-token", "zt1-abc", "--manager-ca",
@@ -198,6 +245,8 @@ TEST(Options, HelpAndVersionExitAtOnce) {
   EXPECT_NE(r->text.find("--stop-when-idle"), std::string::npos);
   EXPECT_NE(r->text.find("--manager"), std::string::npos);
   EXPECT_NE(r->text.find("--psk-file"), std::string::npos);
+  EXPECT_NE(r->text.find("--tag-window-ms"), std::string::npos);
+  EXPECT_NE(r->text.find("--epoch-grace-ms"), std::string::npos);
   r = parse({"--version"});
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->exit_now);

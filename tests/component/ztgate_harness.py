@@ -7,6 +7,7 @@ import json
 import struct
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scapy.utils import RawPcapReader
 
 POLICIES = Path(__file__).resolve().parent / "policies"
 ZTGATE = os.environ.get("ZTGATE", str(Path(__file__).resolve().parents[2] / "build" / "appliance" / "ztgate"))
+ZTGEN = os.environ.get("ZTGEN", str(Path(__file__).resolve().parents[2] / "build" / "tools" / "ztgen" / "ztgen"))
 
 
 @dataclass
@@ -51,9 +53,10 @@ def policy_args(policy):
 
 
 def run_ztgate(tmp: Path, frames_a=(), frames_b=(), extra=(), in_a: Path = None, timeout=60,
-               policy="allow-all", idle_ms=400) -> Run:
+               policy="allow-all", idle_ms=400, mbufs=4096, port_b_args="") -> Run:
     """Feeds frames_a into port A and frames_b into port B (or the capture in_a as is), under
-    `policy` (default: allow-all, for tests of forwarding mechanics; None: no policy)."""
+    `policy` (default: allow-all, for tests of forwarding mechanics; None: no policy).
+    `port_b_args` is appended to port B's net_pcap device spec (e.g. ",infinite_rx=1")."""
     tmp.mkdir(parents=True, exist_ok=True)
     if in_a is None:
         in_a = tmp / "in_a.pcap"
@@ -66,16 +69,42 @@ def run_ztgate(tmp: Path, frames_a=(), frames_b=(), extra=(), in_a: Path = None,
     cmd = [
         ZTGATE,
         "--port-a", f"net_pcap0,rx_pcap={in_a},tx_pcap={out_a}",
-        "--port-b", f"net_pcap1,rx_pcap={in_b},tx_pcap={out_b}",
-        "--hugepages", "off", "--memory", "128", "--mbufs", "4096",
+        "--port-b", f"net_pcap1,rx_pcap={in_b},tx_pcap={out_b}{port_b_args}",
+        "--hugepages", "off", "--memory", "128", "--mbufs", str(mbufs),
         "--stop-when-idle", str(idle_ms), "--stats-file", str(stats),
-        "--eal-log-level", "error", "--flows", "65536",
+        "--eal-log-level", "error", "--flows", "65536", "--replay-pps", "100000",
         *policy_args(policy),
         *extra,
     ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     st = json.loads(stats.read_text()) if stats.exists() else {}
     return Run(p.returncode, p.stdout, p.stderr, st, read_frames(out_a), read_frames(out_b))
+
+
+def write_master(tmp: Path) -> Path:
+    """A trust domain's master secret in the hex file format --key-master reads (32 random bytes)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "master.hex"
+    path.write_text(os.urandom(32).hex() + "\n")
+    return path
+
+
+def clear_of_epoch_end(epoch_s: int, margin_s: float = 15):
+    """Waits until the current key epoch (origin 0, as ztgate and ztgen count) has more than
+    `margin_s` left, so tags written now and read within that margin are decided by the epoch
+    they were written for (waits at most `margin_s`, in margin_s / epoch_s of the runs)."""
+    while time.time() % epoch_s > epoch_s - margin_s:
+        time.sleep(0.5)
+
+
+def run_ztgen(tmp: Path, name: str, args) -> list:
+    """Runs the real ztgen binary writing tmp/<name>.pcap and returns the frames it wrote."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = tmp / f"{name}.pcap"
+    p = subprocess.run([ZTGEN, "--out", str(out), *[str(a) for a in args]], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, f"ztgen {' '.join(map(str, args))}: {p.stderr}"
+    return read_frames(out)
 
 
 def run_cli(args, timeout=30):
