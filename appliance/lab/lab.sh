@@ -4,13 +4,20 @@
 #
 #   zone-a: zt-a0 10.10.0.1/24 ── zt-a1 ═ ztgate port A ║ port B ═ zt-b1 ── zt-b0 10.10.0.2/24 :zone-b
 #
-# Usage: lab.sh up | down | demo [--ztgate PATH] [--seconds N] | status
+# Usage: lab.sh up | down | status
+#        lab.sh demo [--ztgate PATH] [--ztmanager PATH] [--seconds N] [--policy DIR] [--no-manager]
 #   up      create the namespaces and veth pairs (offloads off, so af_packet sees real frames)
 #   down    remove them (idempotent)
-#   demo    up, start ztgate with the example policy (appliance/policy), then from zone-a: ping
-#           and curl zone-b (allowed), curl a service the policy does not allow (must fail,
-#           counted as policy_default_deny), iperf3 (allowed); stop ztgate, check its counters
-#           against the kernel's, then down; exit 0 only if all of it behaved
+#   demo    up; start ztmanager on 127.0.0.1 (state dir, a copy of the example policy
+#           appliance/policy, a PSK and an enrolment token, all under a temp dir) and ztgate with
+#           --manager (it enrols, receives revision 1, ACKs); then from zone-a: ping and curl
+#           zone-b (allowed), curl a service the policy does not allow (must fail, counted as
+#           policy_default_deny), iperf3 (allowed); then edit the policy copy (add a deny that
+#           cuts curl :8080 and update its test): the manager publishes revision 2, ztgate applies
+#           it, curl :8080 fails (policy_deny), `ztmanager status` shows revision 2 acknowledged,
+#           all within 1 s of the edit (measured, printed). Stop ztgate and ztmanager, check
+#           ztgate's counters against the kernel's, then down; exit 0 only if all of it behaved.
+#           --no-manager runs the same checks with ztgate --policy (no revision-2 step).
 set -euo pipefail
 
 ZONE_A=zone-a ZONE_B=zone-b
@@ -74,17 +81,104 @@ lab_up() {
 netstat_of() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 
 ztgate_pid=""
-start_ztgate() {  # ztgate-path stats-file
-  "$1" --policy "${POLICY_DIR:-$repo/appliance/policy}" --flows 65536 --port-a "net_af_packet0,iface=$A_OUT,framecnt=${AF_FRAMES:-4096}" --port-b "net_af_packet1,iface=$B_OUT,framecnt=${AF_FRAMES:-4096}" \
+manager_pid=""
+MGR_DIR="" MGR_SYNC="" MGR_ENROL="" MGR_TOKEN=""
+
+# ztmanager on 127.0.0.1 with ephemeral ports; everything under $workdir/manager.
+start_manager() {  # ztmanager-path policy-source-dir
+  MGR_DIR=$workdir/manager
+  mkdir -p "$MGR_DIR"
+  cp -r "$2" "$MGR_DIR/policy"
+  "$1" psk generate --psk-file "$MGR_DIR/psk" || die "ztmanager psk generate failed"
+  "$1" serve --policy-dir "$MGR_DIR/policy" --state-dir "$MGR_DIR/state" --psk-file "$MGR_DIR/psk" \
+       --listen 127.0.0.1:0 --enrol-listen 127.0.0.1:0 --poll-ms 100 2>"$workdir/ztmanager.err" &
+  manager_pid=$!
+  for _ in $(seq 1 100); do
+    [[ -f $MGR_DIR/state/endpoints ]] && break
+    kill -0 "$manager_pid" 2>/dev/null || { cat "$workdir/ztmanager.err" >&2; die "ztmanager exited during start-up"; }
+    sleep 0.1
+  done
+  [[ -f $MGR_DIR/state/endpoints ]] || die "ztmanager did not listen within 10 s"
+  MGR_SYNC=$(awk '$1 == "sync" {print $2}' "$MGR_DIR/state/endpoints")
+  MGR_ENROL=$(awk '$1 == "enrol" {print $2}' "$MGR_DIR/state/endpoints")
+  grep -q "published revision 1 " "$workdir/ztmanager.err" \
+    || { cat "$workdir/ztmanager.err" >&2; die "ztmanager refused the policy in $2"; }
+  MGR_TOKEN=$("$1" token create --state-dir "$MGR_DIR/state" --name lab-gw) || die "ztmanager token create failed"
+}
+
+stop_manager() {
+  [[ -n $manager_pid ]] || return 0
+  kill -TERM "$manager_pid" 2>/dev/null || true
+  wait "$manager_pid" || die "ztmanager exited with status $? on SIGTERM"
+  manager_pid=""
+}
+
+# Milliseconds since the epoch.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+start_ztgate() {  # ztgate-path stats-file   (with --manager when start_manager ran)
+  local source=(--policy "${POLICY_DIR:-$repo/appliance/policy}")
+  [[ -n $MGR_SYNC ]] && source=(--manager "127.0.0.1:$MGR_SYNC" --enrol-port "$MGR_ENROL" --state-dir "$workdir/gw"
+                                --psk-file "$MGR_DIR/psk" --manager-ca "$MGR_DIR/state/ca.pem" --enrol-token "$MGR_TOKEN")
+  "$1" "${source[@]}" --flows 65536 --port-a "net_af_packet0,iface=$A_OUT,framecnt=${AF_FRAMES:-4096}" --port-b "net_af_packet1,iface=$B_OUT,framecnt=${AF_FRAMES:-4096}" \
        --hugepages off --memory 256 --eal-log-level error --stats-file "$2" \
        >"$workdir/ztgate.out" 2>"$workdir/ztgate.err" &
   ztgate_pid=$!
   for _ in $(seq 1 100); do
-    grep -q "forwarding" "$workdir/ztgate.err" 2>/dev/null && return 0
+    if grep -q "forwarding" "$workdir/ztgate.err" 2>/dev/null; then
+      [[ -z $MGR_SYNC ]] && return 0
+      grep -q "applied revision 1 from the manager" "$workdir/ztgate.err" && return 0
+    fi
     kill -0 "$ztgate_pid" 2>/dev/null || { cat "$workdir/ztgate.err" >&2; die "ztgate exited during start-up"; }
     sleep 0.1
   done
-  die "ztgate did not report forwarding within 10 s"
+  cat "$workdir/ztgate.err" >&2
+  die "ztgate did not report forwarding${MGR_SYNC:+ and revision 1 from the manager} within 10 s"
+}
+
+# The operator's edit: a deny that cuts zone-a's untagged curl to :8080, and the policy test that
+# described the old behaviour updated to match (the manager publishes only a policy whose tests
+# pass). Both files are rewritten in place, as an editor would.
+cut_http_edit() {  # policy-dir
+  grep -q "name: untagged lab web from zone-a" "$1/tests.yaml" \
+    || die "the revision-2 step edits the example policy; $1/tests.yaml has no 'untagged lab web from zone-a' test"
+  local rules tests
+  rules=$(cat "$1/rules.yaml")
+  tests=$(sed '/name: untagged lab web from zone-a/s/expect: allow, rule: legacy-http-from-zone-a/expect: deny, rule: lab-cut-http/' \
+            "$1/tests.yaml")
+  printf '%s\n\n  - id: 420\n    name: lab-cut-http         # added by lab.sh demo: revision 2\n    from: {segments: [zone-a]}\n    to: {segments: [zone-b]}\n    proto: tcp\n    ports: [%s]\n    action: deny\n' \
+         "$rules" "$HTTP_PORT" >"$1/rules.yaml"
+  printf '%s\n' "$tests" >"$1/tests.yaml"
+}
+
+# Edit the policy, then watch both ends: revision 2 published, applied by ztgate (its log line is
+# printed after Runtime::publish returned), acknowledged on the manager, and curl :8080 refused.
+revision_two() {  # ztmanager-path
+  local t0 t_pub="" t_apply="" t_ack="" t_curl
+  t0=$(now_ms)
+  cut_http_edit "$MGR_DIR/policy"
+  for _ in $(seq 1 300); do
+    [[ -z $t_pub ]] && grep -q "published revision 2 " "$workdir/ztmanager.err" && t_pub=$(now_ms)
+    [[ -z $t_apply ]] && grep -q "applied revision 2 from the manager" "$workdir/ztgate.err" && t_apply=$(now_ms)
+    [[ -n $t_apply ]] && break
+    sleep 0.01
+  done
+  [[ -n $t_apply ]] || { tail -5 "$workdir/ztmanager.err" >&2; die "ztgate did not apply revision 2 within 3 s of the edit"; }
+  [[ -n $t_pub ]] || t_pub=$t_apply
+  t_curl=$(now_ms)
+  if ip netns exec "$ZONE_A" curl -sS --max-time 1 "http://$B_IP:$HTTP_PORT/" >/dev/null 2>&1; then
+    die "curl to port $HTTP_PORT still crossed ztgate after revision 2 was applied"
+  fi
+  for _ in $(seq 1 100); do
+    "$1" status --state-dir "$MGR_DIR/state" | grep -q "^lab-gw: acked revision=2 " && { t_ack=$(now_ms); break; }
+    sleep 0.01
+  done
+  [[ -n $t_ack ]] || { "$1" status --state-dir "$MGR_DIR/state" >&2; die "ztmanager status does not show revision 2 acknowledged"; }
+  "$1" status --state-dir "$MGR_DIR/state" | sed 's/^/[lab]   ztmanager status: /' >&2
+  log "edit -> manager published revision 2: $(( t_pub - t0 )) ms; -> ztgate enforcing it: $(( t_apply - t0 )) ms;" \
+      "-> curl :$HTTP_PORT refused (attempt started at $(( t_curl - t0 )) ms)"
+  (( t_apply - t0 < 1000 && t_curl - t0 < 1000 )) || die "revision 2 took $(( t_apply - t0 )) ms to reach the dataplane (goal: < 1000 ms)"
+  echo $(( t_apply - t0 )) >"${LAB_PROPAGATION_FILE:-/dev/null}"
 }
 
 stop_ztgate() {
@@ -97,22 +191,35 @@ stop_ztgate() {
 json_get() { /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$1" "$2"; }
 
 lab_demo() {
-  local ztgate="$repo/build/appliance/ztgate" seconds=3
+  local ztgate="$repo/build/appliance/ztgate" ztmanager="" seconds=3 use_manager=1
   while (($#)); do
     case $1 in
       --ztgate) ztgate=$2; shift 2 ;;
+      --ztmanager) ztmanager=$2; shift 2 ;;
       --seconds) seconds=$2; shift 2 ;;
       --policy) POLICY_DIR=$2; shift 2 ;;
-      *) die "demo: unknown argument '$1' (expected --ztgate PATH, --seconds N, --policy DIR)" ;;
+      --no-manager) use_manager=0; shift ;;
+      *) die "demo: unknown argument '$1' (expected --ztgate PATH, --ztmanager PATH, --seconds N, --policy DIR, --no-manager)" ;;
     esac
   done
   [[ -x $ztgate ]] || die "no ztgate binary at $ztgate (build first, or pass --ztgate)"
+  # Default: the ztmanager of the same build tree as ztgate.
+  [[ -n $ztmanager ]] || ztmanager=$(cd "$(dirname "$ztgate")/.." && pwd)/controlplane/ztmanager
+  (( use_manager == 0 )) || [[ -x $ztmanager ]] \
+    || die "no ztmanager binary at $ztmanager (build it: ninja -C <build> controlplane/ztmanager, or pass --ztmanager)"
   workdir=$(mktemp -d /tmp/ztgate-lab.XXXXXX)
-  trap 'stop_ztgate || true; lab_down; rm -rf "$workdir"' EXIT
+  # Whatever happens (failure, Ctrl-C, kill), stop both daemons and remove the lab and temp dir.
+  trap 'trap - EXIT INT TERM; stop_ztgate >/dev/null 2>&1 || true; stop_manager >/dev/null 2>&1 || true; lab_down; rm -rf "$workdir"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 
   lab_up
+  if (( use_manager )); then
+    start_manager "$ztmanager" "${POLICY_DIR:-$repo/appliance/policy}"
+    log "ztmanager running (pid $manager_pid): sync 127.0.0.1:$MGR_SYNC, enrolment 127.0.0.1:$MGR_ENROL, revision 1"
+  fi
   start_ztgate "$ztgate" "$workdir/stats.json"
-  log "ztgate running (pid $ztgate_pid) between $A_OUT and $B_OUT"
+  log "ztgate running (pid $ztgate_pid) between $A_OUT and $B_OUT${MGR_SYNC:+, enrolled as lab-gw, enforcing revision 1 from the manager}"
 
   mkdir -p "$workdir/www"
   echo "hello from zone-b through ztgate" >"$workdir/www/index.html"
@@ -150,17 +257,20 @@ lab_demo() {
   log "iperf3: $gbps Gbit/s received in $ZONE_B"
 
   sleep 0.3  # let the last ACKs cross
+  (( use_manager == 0 )) || revision_two "$ztmanager"
+  sleep 0.3
   local a_tx a_rx b_tx b_rx
   a_tx=$(( $(netstat_of "$ZONE_A" "$A_IN" tx_packets) - a_tx0 )) a_rx=$(( $(netstat_of "$ZONE_A" "$A_IN" rx_packets) - a_rx0 ))
   b_tx=$(( $(netstat_of "$ZONE_B" "$B_IN" tx_packets) - b_tx0 )) b_rx=$(( $(netstat_of "$ZONE_B" "$B_IN" rx_packets) - b_rx0 ))
   stop_ztgate
+  stop_manager
   cat "$workdir/ztgate.out"
 
   # What crossed ztgate must match what the far side's kernel received, packet for packet, in
   # both directions. On the ingress side the kernel may count a few more than ztgate read: an
   # AF_PACKET ring that overflows drops frames before any PMD sees them (the lab uses 4096-frame
   # rings, so normally none); they are shown, never hidden.
-  local za_rx zb_tx zb_rx za_tx dropped denied after_rst
+  local za_rx zb_tx zb_rx za_tx dropped denied after_rst cut
   za_rx=$(json_get "$workdir/stats.json" 'd["ports"][0]["rx_packets"]')
   zb_tx=$(json_get "$workdir/stats.json" 'd["ports"][1]["tx_packets"]')
   zb_rx=$(json_get "$workdir/stats.json" 'd["ports"][1]["rx_packets"]')
@@ -171,6 +281,7 @@ lab_demo() {
   # arrive after the RST crossed ztgate and are dropped as tcp_after_reset (the receiver would
   # discard them too).
   after_rst=$(json_get "$workdir/stats.json" 'd["drops"].get("tcp_after_reset", 0)')
+  cut=$(json_get "$workdir/stats.json" 'd["drops"].get("policy_deny", 0)')  # revision 2's deny
   printf '\n%-36s %12s %12s\n' "" "kernel" "ztgate" >&2
   printf '%-36s %12s %12s\n' "zone-a sent / port A received" "$a_tx" "$za_rx" >&2
   printf '%-36s %12s %12s\n' "port B sent / zone-b received" "$b_rx" "$zb_tx" >&2
@@ -179,15 +290,17 @@ lab_demo() {
   printf '%-36s %12s %12s\n' "dropped by ztgate" "" "$dropped" >&2
   printf '%-36s %12s %12s\n' "  of which policy_default_deny" "" "$denied" >&2
   printf '%-36s %12s %12s\n' "  of which tcp_after_reset" "" "$after_rst" >&2
+  printf '%-36s %12s %12s\n' "  of which policy_deny (revision 2)" "" "$cut" >&2
   printf '%-36s %12s\n\n' "lost in AF_PACKET rings before ztgate" "$(( a_tx - za_rx + b_tx - zb_rx ))" >&2
   [[ $b_rx == "$zb_tx" && $a_rx == "$za_tx" ]] \
     || die "what ztgate sent does not match what the zones received (table above)"
   (( za_rx <= a_tx && zb_rx <= b_tx )) || die "ztgate counted packets the zones never sent (table above)"
   (( denied >= 1 )) || die "the denied curl left no policy_default_deny drop"
-  (( dropped == denied + after_rst )) \
-    || die "ztgate dropped $((dropped - denied - after_rst)) packets of allowed lab traffic (see the drop table)"
+  (( use_manager == 0 || cut >= 1 )) || die "the curl cut by revision 2 left no policy_deny drop"
+  (( dropped == denied + after_rst + cut )) \
+    || die "ztgate dropped $((dropped - denied - after_rst - cut)) packets of allowed lab traffic (see the drop table)"
   (( za_rx + zb_rx == zb_tx + za_tx + dropped )) || die "ztgate's own accounting does not add up"
-  log "PASS: ping, curl and iperf3 crossed ztgate as the policy allows, the denied service did not; what it forwarded matches what the zones received"
+  log "PASS: ping, curl and iperf3 crossed ztgate as the policy allows, the denied service did not;${MGR_SYNC:+ revision 2 from ztmanager cut curl :$HTTP_PORT within 1 s of the edit;} what it forwarded matches what the zones received"
   echo "$gbps" >"${LAB_GBPS_FILE:-/dev/null}"
 }
 
@@ -199,5 +312,5 @@ case ${1:-} in
   down) lab_down; log "lab removed" ;;
   demo) shift; lab_demo "$@" ;;
   status) ip netns list; ip -br link show | grep -E "zt-(a|b)1" || true ;;
-  *) echo "usage: $0 up|down|demo [--ztgate PATH] [--seconds N]|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|demo [--ztgate PATH] [--ztmanager PATH] [--seconds N] [--policy DIR] [--no-manager]" >&2; exit 2 ;;
 esac

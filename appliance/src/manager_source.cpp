@@ -1,6 +1,7 @@
 #include "manager_source.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <csignal>
@@ -65,6 +66,7 @@ std::expected<std::unique_ptr<ManagerSource>, ManagerSource::OpenError> ManagerS
   if (!c) return std::unexpected(OpenError{fmt::format("--state-dir '{}': {}", s.state_dir.string(), c.error().message), false});
   std::unique_ptr<ManagerSource> m(new ManagerSource());
   m->client_ = std::move(*c);
+  m->manager_ = fmt::format("{}:{}", s.host, s.port);
   return m;
 }
 
@@ -101,9 +103,76 @@ cp::Result<void> ManagerSource::publish(const cp::Update& u, const char* how) {
   return {};
 }
 
+void ManagerSource::on_push(const cp::PushOutcome& o) {
+  std::lock_guard lock(mu_);
+  ++pushes_;
+  last_reply_ = o;
+  last_reply_at_ = now_realtime_ns() / kNsPerSec;
+  have_reply_ = true;
+  if (o.accepted) {
+    ++acks_;
+    return;
+  }
+  ++nacks_;
+  last_nack_ = o;
+  last_nack_at_ = last_reply_at_;
+  // The operator's view of a refusal, on the appliance itself: which check, why, where.
+  fmt::print(stderr, "ztgate: NACK revision {} from the manager: {}: {} [resource: {}]; still enforcing {}\n", o.revision,
+             cp::nack_code_name(o.nack_code), o.message, o.resource.empty() ? "-" : o.resource,
+             revision_ != 0 ? fmt::format("revision {}", revision_) : std::string("no policy (every new flow dropped)"));
+}
+
+void ManagerSource::on_session(bool up, const std::string& detail) {
+  std::lock_guard lock(mu_);
+  connected_ = up;
+  session_detail_ = detail;
+  session_changed_at_ = now_realtime_ns() / kNsPerSec;
+}
+
+std::string ManagerSource::status_json() const {
+  std::lock_guard lock(mu_);
+  nlohmann::json j;
+  j["manager"] = manager_;
+  j["identity"] = client_->identity_uri();
+  j["connected"] = connected_;
+  j[connected_ ? "manager_identity" : "last_session_error"] = session_detail_;
+  j["session_changed_unix"] = session_changed_at_;
+  j["enforced_revision"] = revision_;
+  j["expires_unix"] = revision_ != 0 ? deadline_ns_ / kNsPerSec : 0;
+  j["expires_what"] = revision_ != 0 ? deadline_what_ : "";
+  j["failed_closed"] = failed_closed_;
+  if (failed_closed_) j["failed_closed_unix"] = failed_closed_at_;
+  j["highest_accepted_revision"] = client_->highest_accepted();
+  j["certificate_not_after_unix"] = client_->certificate_not_after();
+  j["pushes"] = pushes_;
+  j["acks"] = acks_;
+  j["nacks"] = nacks_;
+  auto reply = [](const cp::PushOutcome& o, std::int64_t at) {
+    nlohmann::json r;
+    r["revision"] = o.revision;
+    r["unix"] = at;
+    if (!o.accepted) {
+      r["code"] = cp::nack_code_name(o.nack_code);
+      r["message"] = o.message;
+      r["resource"] = o.resource;
+    }
+    return r;
+  };
+  if (have_reply_) {
+    j["last_reply"] = reply(last_reply_, last_reply_at_);
+    j["last_reply"]["kind"] = last_reply_.accepted ? "ack" : "nack";
+  } else {
+    j["last_reply"] = nullptr;
+  }
+  j["last_nack"] = nacks_ != 0 ? reply(last_nack_, last_nack_at_) : nlohmann::json(nullptr);
+  return j.dump();
+}
+
 void ManagerSource::attach(dp::Runtime& runtime) {
   runtime_ = &runtime;
   client_->set_publisher([this](const cp::Update& u) { return publish(u, "applied"); });
+  client_->set_events({.on_push = [this](const cp::PushOutcome& o) { on_push(o); },
+                       .on_session = [this](bool up, const std::string& d) { on_session(up, d); }});
   if (const auto& cur = client_->current(); cur) {
     if (auto r = publish(*cur, "enforcing persisted"); !r)
       fmt::print(stderr, "ztgate: persisted bundle not published: {}\n", r.error().message);
@@ -143,6 +212,7 @@ void ManagerSource::check_expiry(std::int64_t now_ns) {
   closed->expired = true;
   runtime_->publish(std::move(closed));
   failed_closed_ = true;
+  failed_closed_at_ = now_ns / kNsPerSec;
   fmt::print(stderr,
              "ztgate: revision {} expired ({} expiry unix {}) without a newer update from the manager: failing "
              "closed, flows already admitted continue and every new flow is dropped (policy_expired) until the "

@@ -56,23 +56,43 @@ class ManagerSource {
   void start();
   // Sets the stop flag and joins the sync thread (returns within the client's connect timeout).
   void stop();
-  // Main loop: when the enforced update's bundle or key expiry has passed, publishes a snapshot
-  // without policy (every IP packet dropped as no_policy) once, and logs it.
+  // Main loop: when the enforced update's bundle or key expiry has passed, publishes the same
+  // snapshot marked expired (new flows dropped as policy_expired, established ones continue)
+  // once, and logs it.
   void check_expiry(std::int64_t now_ns);
 
   const std::string& identity() const noexcept;
 
+  // The control plane as ztgate's --stats-file shows it (a JSON object, the "control_plane"
+  // key): manager, session state, enforced revision and its expiry, the last ACK/NACK (code,
+  // message, offending resource), and whether ztgate failed closed. Any thread.
+  std::string status_json() const;
+
  private:
   ManagerSource() = default;
   cp::Result<void> publish(const cp::Update& u, const char* how);
+  void on_push(const cp::PushOutcome& o);
+  void on_session(bool up, const std::string& detail);
 
   std::unique_ptr<cp::SyncClient> client_;
   dp::Runtime* runtime_ = nullptr;
-  std::mutex mu_;                 // publish from the sync thread vs. check_expiry from main
+  std::string manager_;           // host:port
+  mutable std::mutex mu_;         // publish from the sync thread vs. check_expiry from main
   std::uint64_t revision_ = 0;    // enforced revision (0: none)
   std::int64_t deadline_ns_ = 0;  // min(bundle expiry, keys expiry) of the enforced update
   const char* deadline_what_ = "";
   bool failed_closed_ = false;
+  std::int64_t failed_closed_at_ = 0;  // unix s
+  // Stream and last reply, for status_json().
+  bool connected_ = false;
+  std::string session_detail_;         // manager identity when up, why it ended when down
+  std::int64_t session_changed_at_ = 0;
+  std::uint64_t pushes_ = 0, acks_ = 0, nacks_ = 0;
+  cp::PushOutcome last_reply_;
+  std::int64_t last_reply_at_ = 0;
+  bool have_reply_ = false;
+  cp::PushOutcome last_nack_;
+  std::int64_t last_nack_at_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -12,6 +12,8 @@
 #include <thread>
 #include <ctime>
 
+#include <nlohmann/json.hpp>
+
 #include "manager_source.hpp"
 #include "options.hpp"
 #include "zt/dataplane/runtime.hpp"
@@ -164,7 +166,16 @@ int main(int argc, char** argv) {
   const auto snap = runtime.counters();
   if (!opt.quiet) fmt::print("{}", zt::dp::format_counters(snap));
   int rc = 0;
-  if (!opt.stats_file.empty() && !write_file(opt.stats_file, zt::dp::counters_to_json(snap))) {
+  std::string stats_json = opt.stats_file.empty() ? std::string() : zt::dp::counters_to_json(snap);
+  if (manager && !stats_json.empty()) {
+    // The control plane's state beside the counters: enforced revision, last ACK/NACK, fail-closed.
+    auto j = nlohmann::json::parse(stats_json, nullptr, false);
+    if (!j.is_discarded() && j.is_object()) {
+      j["control_plane"] = nlohmann::json::parse(manager->status_json());
+      stats_json = j.dump(2);
+    }
+  }
+  if (!opt.stats_file.empty() && !write_file(opt.stats_file, stats_json)) {
     fmt::print(stderr, "ztgate: cannot write --stats-file '{}'\n", opt.stats_file);
     rc = 1;
   }

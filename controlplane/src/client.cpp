@@ -65,50 +65,6 @@ Result<std::string> enrol(const ClientConfig& cfg, std::uint16_t enrol_port, con
   return e.identity_uri();
 }
 
-Result<std::vector<crypto::IdentityKey>> fetch_agent_keys(const ClientConfig& cfg, std::uint32_t identity) {
-  const fs::path& d = cfg.state_dir;
-  auto cert = detail::read_file(d / "identity.pem");
-  auto key = detail::read_file(d / "identity.key");
-  auto ca = detail::read_file(d / "ca.pem");
-  auto dom = detail::read_file(d / "domain");
-  if (!cert || !key || !ca || !dom)
-    return fail(fmt::format("{} holds no agent enrolment; enrol first with a token from "
-                            "`ztmanager token create --kind agent --name <id>`", d.string()));
-  auto uri = certificate_uri(*cert);
-  if (!uri) return fail("identity.pem: " + uri.error().message);
-  auto psk = PreSharedSecret::load(cfg.psk_file);
-  if (!psk) return std::unexpected(psk.error());
-  auto ctx = make_client_context({.ca_pem = *ca, .cert_pem = *cert, .key_pem = *key, .groups = cfg.groups});
-  if (!ctx) return std::unexpected(ctx.error());
-  auto c = TlsConnection::connect(cfg.manager_host, cfg.manager_port, *ctx, cfg.connect_timeout);
-  if (!c) return std::unexpected(c.error());
-  if ((*c)->peer_uri() != fmt::format("spiffe://{}/manager", *dom))
-    return fail(fmt::format("manager presents identity {}, expected spiffe://{}/manager", (*c)->peer_uri(), *dom));
-  v1::ClientMessage req;
-  req.mutable_agent_keys()->set_identity(identity);
-  if (auto w = write_message(**c, req); !w) return std::unexpected(w.error());
-  v1::ServerMessage resp;
-  if (auto r = read_message(**c, resp, cfg.connect_timeout); !r) return fail("agent keys: " + r.error().message);
-  if (resp.has_error()) return fail("manager refused: " + resp.error().message());
-  if (!resp.has_agent_keys()) return fail("agent keys: unexpected reply from manager");
-  std::vector<crypto::IdentityKey> out;
-  for (const auto& k : resp.agent_keys().keys()) {
-    auto raw = unwrap_secret(*psk, k.key(), fmt::format("ik|{}|{}|{}", *uri, k.epoch(), k.generation()));
-    if (!raw) return fail(fmt::format("key for epoch {}: {}", k.epoch(), raw.error().message));
-    crypto::IdentityKey ik;
-    ik.identity = k.identity();
-    ik.epoch = k.epoch();
-    ik.generation = static_cast<std::uint8_t>(k.generation());
-    ik.alg = static_cast<crypto::Alg>(k.alg());
-    const bool ok = k.identity() == identity && raw->size() == crypto::key_len(ik.alg) && k.alg() <= 1;
-    if (ok) std::copy(raw->begin(), raw->end(), ik.key.mutable_bytes().begin());
-    crypto::secure_wipe(raw->data(), raw->size());
-    if (!ok) return fail(fmt::format("key for epoch {} is malformed (identity, algorithm or length)", k.epoch()));
-    out.push_back(std::move(ik));
-  }
-  return out;
-}
-
 struct SyncClient::Impl {
   ClientConfig cfg;
   std::optional<PreSharedSecret> psk;
@@ -121,6 +77,7 @@ struct SyncClient::Impl {
   std::uint64_t highest = 0;
   std::optional<Update> current;
   Publisher publisher;
+  SyncEvents events;
   PushOutcome last;
 
   std::expected<Update, Refusal> process(const v1::Push& push, std::int64_t now);
@@ -238,7 +195,12 @@ Result<std::unique_ptr<SyncClient>> SyncClient::open(const ClientConfig& cfg) {
   return std::unique_ptr<SyncClient>(new SyncClient(std::move(impl)));
 }
 
+std::string nack_code_name(int code) {
+  return v1::NackCode_IsValid(code) ? v1::NackCode_Name(static_cast<v1::NackCode>(code)) : fmt::format("NACK_CODE_{}", code);
+}
+
 void SyncClient::set_publisher(Publisher p) { impl_->publisher = std::move(p); }
+void SyncClient::set_events(SyncEvents e) { impl_->events = std::move(e); }
 const std::optional<Update>& SyncClient::current() const noexcept { return impl_->current; }
 std::uint64_t SyncClient::highest_accepted() const noexcept { return impl_->highest; }
 const std::string& SyncClient::identity_uri() const noexcept { return impl_->identity_uri; }
@@ -294,6 +256,7 @@ Result<void> SyncClient::run_session(const std::atomic<bool>& stop, std::size_t 
   hello.mutable_hello()->set_software(kSoftware);
   hello.mutable_hello()->set_highest_revision(s.highest);
   if (auto w = write_message(**c, hello); !w) return w;
+  if (s.events.on_session) s.events.on_session(true, (*c)->peer_uri());
   std::size_t handled = 0;
   auto last_rx = std::chrono::steady_clock::now();
   auto last_hb = last_rx;
@@ -362,6 +325,7 @@ Result<void> SyncClient::run_session(const std::atomic<bool>& stop, std::size_t 
       log(kWho, "refused revision {}: {} [{}]", m.push().revision(), s.last.message, s.last.resource);
     }
     if (auto w = write_message(**c, reply); !w) return w;
+    if (s.events.on_push) s.events.on_push(s.last);
     if (max_pushes && ++handled >= max_pushes) {
       (*c)->shutdown();
       return {};
@@ -380,6 +344,7 @@ void SyncClient::run(const std::atomic<bool>& stop) {
     if (stop.load()) break;
     if (std::chrono::steady_clock::now() - started > 30s) backoff = impl_->cfg.backoff_min;
     log(kWho, "session with manager ended: {}; retrying", r ? "closed" : r.error().message);
+    if (impl_->events.on_session) impl_->events.on_session(false, r ? "closed by the manager" : r.error().message);
     // Full jitter: sleep uniformly in [backoff/2, backoff], checking `stop` every 50 ms.
     auto sleep = std::chrono::milliseconds(std::uniform_int_distribution<long>(backoff.count() / 2, backoff.count())(rng));
     for (auto until = std::chrono::steady_clock::now() + sleep; !stop.load() && std::chrono::steady_clock::now() < until;)

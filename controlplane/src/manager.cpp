@@ -1,5 +1,6 @@
 #include "zt/controlplane/manager.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <list>
 #include <mutex>
@@ -26,7 +27,6 @@ using detail::log;
 
 namespace {
 
-constexpr auto kHandshakeTimeout = 5000ms;
 constexpr auto kReplyTimeout = 10'000ms;
 constexpr const char* kWho = "ztmanager";
 
@@ -50,27 +50,60 @@ void fill_credentials(v1::EnrolResponse& e, const Cert& cert, const std::string&
   e.set_domain(domain);
 }
 
+// (id, name) of every identity a published bundle's policy declares.
+using IdentityList = std::vector<std::pair<std::uint32_t, std::string>>;
+Result<IdentityList> bundle_identities(const v1::SignedBundle& sb) {
+  v1::PolicyBundle b;
+  if (!b.ParseFromString(sb.bundle())) return fail("published bundle does not parse");
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const auto& f : b.files()) files.emplace_back(f.name(), f.content());
+  auto policy = rules::parse_policy(files);
+  if (!policy) return fail("published policy does not parse: " + rules::format(policy.error().front()));
+  IdentityList out;
+  for (const auto& i : policy->identities) out.emplace_back(i.id, i.name);
+  return out;
+}
+
+// An agent token names an identity by id or by name; both must be in the published policy
+// (state_dir/published.bundle), so a typo is caught when the token is made, not at enrolment.
+Result<std::string> resolve_agent_identity(const fs::path& state_dir, const std::string& name) {
+  const fs::path pb = state_dir / "published.bundle";
+  auto bytes = detail::read_file(pb);
+  v1::SignedBundle sb;
+  if (!bytes || !sb.ParseFromString(*bytes))
+    return fail(fmt::format("agent tokens name an identity of the published policy, and {} holds none yet: start "
+                            "`ztmanager serve` with a valid policy first",
+                            pb.string()));
+  auto ids = bundle_identities(sb);
+  if (!ids) return std::unexpected(ids.error());
+  std::string known;
+  for (const auto& [id, n] : *ids) {
+    if (n == name || std::to_string(id) == name) return std::to_string(id);
+    known += fmt::format("{}{} ({})", known.empty() ? "" : ", ", n, id);
+  }
+  return fail(fmt::format("agent --name '{}' is neither the name nor the id of an identity in the published "
+                          "policy; known: {}",
+                          name, known.empty() ? "none" : known));
+}
+
 }  // namespace
 
 Result<std::string> create_token(const fs::path& state_dir, const std::string& kind, const std::string& name,
                                  std::chrono::seconds ttl) {
   if (kind != "appliance" && kind != "agent") return fail(fmt::format("--kind '{}' must be appliance or agent", kind));
   if (!valid_name(name)) return fail(fmt::format("--name '{}' must be 1-64 characters of [A-Za-z0-9._-]", name));
+  std::string subject = name;
   if (kind == "agent") {
-    try {
-      std::size_t used = 0;
-      unsigned long id = std::stoul(name, &used);
-      if (used != name.size() || id < 256 || id > 0x7fffffffUL) throw std::out_of_range("x");
-    } catch (...) {
-      return fail(fmt::format("agent --name '{}' must be its numeric identity id (256..2^31-1)", name));
-    }
+    auto id = resolve_agent_identity(state_dir, name);
+    if (!id) return std::unexpected(id.error());
+    subject = *id;
   }
   std::error_code ec;
   fs::create_directories(state_dir / "tokens", ec);
   if (ec) return fail(fmt::format("cannot create {}: {}", (state_dir / "tokens").string(), ec.message()));
   std::string token = "zt1-" + detail::random_hex(24);
   const std::int64_t exp = detail::now_unix() + ttl.count();
-  if (auto w = detail::write_atomic(state_dir / "tokens" / sha256_hex(token), fmt::format("{} {} {}\n", kind, name, exp)); !w)
+  if (auto w = detail::write_atomic(state_dir / "tokens" / sha256_hex(token), fmt::format("{} {} {}\n", kind, subject, exp)); !w)
     return std::unexpected(w.error());
   return token;
 }
@@ -98,6 +131,7 @@ struct Published {
   std::int64_t expires_unix = 0;
   std::string source_digest;
   v1::SignedBundle bundle;
+  IdentityList identities;  // agents get keys only for these
 };
 
 struct Manager::Impl {
@@ -118,6 +152,7 @@ struct Manager::Impl {
   std::shared_ptr<const Published> published;
   std::string last_refused_digest;  // do not re-log the same bad policy every poll
   std::string settling_content;     // content seen at the previous poll
+  bool settling = false;            // a change was seen; read again after settle_interval
   std::atomic<bool> stopping{false};
 
   struct Conn {
@@ -125,6 +160,11 @@ struct Manager::Impl {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::list<Conn> conns;
+  std::atomic<unsigned> enrol_active{0}, sync_active{0};
+  struct RefusalLog {  // one log line a second per listener under a flood
+    std::chrono::steady_clock::time_point last{};
+    unsigned suppressed = 0;
+  } enrol_refusals, sync_refusals;
 
   Result<void> renew_server_cert();
   Result<std::uint64_t> reload(bool settle);
@@ -192,11 +232,13 @@ Result<std::uint64_t> Manager::Impl::reload(bool settle) {
   for (auto& [n, c] : *files) content_id += sha256_hex(n) + sha256_hex(c);
   content_id = sha256_hex(content_id);
   // An editor or `git checkout` changes files one at a time: act only on content that stayed the
-  // same for a whole poll interval, so a half-written change is never validated or published.
+  // same for a whole settle interval, so a half-written change is never validated or published.
   if (settle && content_id != settling_content) {
     settling_content = content_id;
+    settling = true;
     return current;
   }
+  settling = false;
   settling_content = content_id;
   auto policy = rules::parse_policy(*files);
   auto refuse = [&](const std::string& digest, const std::string& what, const std::vector<std::string>& lines) -> Result<std::uint64_t> {
@@ -256,6 +298,7 @@ Result<std::uint64_t> Manager::Impl::reload(bool settle) {
   p->expires_unix = b.expires_at_unix();
   p->source_digest = policy->digest;
   p->bundle = std::move(*sb);
+  for (const auto& i : policy->identities) p->identities.emplace_back(i.id, i.name);
   {
     std::lock_guard g(mu);
     published = std::move(p);
@@ -309,7 +352,7 @@ void Manager::Impl::serve_sync(std::unique_ptr<TlsConnection> c) {
   }
   const std::string name = uri.substr(appliance_prefix.size());
   v1::ClientMessage hello;
-  if (auto r = read_message(*c, hello, kHandshakeTimeout); !r || !hello.has_hello()) {
+  if (auto r = read_message(*c, hello, opts.handshake_timeout); !r || !hello.has_hello()) {
     log(kWho, "{}: no hello: {}", name, r ? "first message is not Hello" : r.error().message);
     return;
   }
@@ -404,11 +447,22 @@ bool Manager::Impl::renew(TlsConnection& c, const std::string& uri, const v1::Re
 void Manager::Impl::serve_agent(TlsConnection& c, const std::string& uri) {
   const std::string id_text = uri.substr(uri.rfind('/') + 1);
   v1::ClientMessage req;
-  if (auto r = read_message(c, req, kHandshakeTimeout); !r || !req.has_agent_keys()) {
-    log(kWho, "agent {}: expected AgentKeyRequest", id_text);
-    return;
+  for (;;) {  // an optional RenewRequest, then the AgentKeyRequest
+    if (auto r = read_message(c, req, opts.handshake_timeout); !r) {
+      log(kWho, "agent {}: expected AgentKeyRequest: {}", id_text, r.error().message);
+      return;
+    }
+    if (!req.has_renew()) break;
+    if (!renew(c, uri, req.renew())) return;
   }
   v1::ServerMessage m;
+  auto refuse = [&](v1::ErrorCode code, const std::string& why) {
+    log(kWho, "refused agent {}: {}", id_text, why);
+    m.mutable_error()->set_code(code);
+    m.mutable_error()->set_message(why);
+    (void)write_message(c, m);
+  };
+  if (!req.has_agent_keys()) return refuse(v1::ERROR_CODE_BAD_REQUEST, "an agent may send only RenewRequest and AgentKeyRequest");
   const std::string asked = std::to_string(req.agent_keys().identity());
   if (asked != id_text) {
     log(kWho, "refused agent {} asking for identity {}'s key", id_text, asked);
@@ -417,21 +471,34 @@ void Manager::Impl::serve_agent(TlsConnection& c, const std::string& uri) {
     (void)write_message(c, m);
     return;
   }
+  std::shared_ptr<const Published> p;
+  {
+    std::lock_guard g(mu);
+    p = published;
+  }
+  // A certificate outlives a policy change: an identity removed from the policy gets no new keys.
+  const bool listed = p && std::ranges::any_of(p->identities, [&](const auto& i) { return std::to_string(i.first) == id_text; });
+  if (!listed)
+    return refuse(v1::ERROR_CODE_UNAUTHORIZED, fmt::format("identity {} is not in the published policy (revision {})", id_text,
+                                                           p ? p->revision : 0));
   const std::int64_t epoch = current_epoch();
+  auto* ak = m.mutable_agent_keys();
+  ak->set_domain(opts.domain);
+  ak->set_policy_revision(p->revision);
+  auto* sch = ak->mutable_schedule();
+  sch->set_origin_unix_ns(0);
+  sch->set_length_ns(static_cast<std::int64_t>(opts.epoch_length.count()) * 1'000'000'000);
+  sch->set_grace_ns(static_cast<std::int64_t>(opts.epoch_grace.count()) * 1'000'000);
+  sch->set_tag_window_ns(static_cast<std::int64_t>(opts.tag_window.count()) * 1'000'000);
   for (std::int64_t e = epoch; e <= epoch + 1; ++e) {
     auto sv = crypto::derive_epoch_secret({reinterpret_cast<const std::uint8_t*>(master.data()), master.size()}, opts.domain,
                                           static_cast<std::uint64_t>(e));
     auto k = sv ? crypto::derive_identity_key(*sv, req.agent_keys().identity(), crypto::Alg::aes256_cmac)
                 : std::unexpected(sv.error());
-    if (!k) {
-      m.mutable_error()->set_code(v1::ERROR_CODE_BAD_REQUEST);
-      m.mutable_error()->set_message(k.error().message);
-      (void)write_message(c, m);
-      return;
-    }
+    if (!k) return refuse(v1::ERROR_CODE_BAD_REQUEST, k.error().message);
     auto w = wrap_secret(*psk, k->bytes(), fmt::format("ik|{}|{}|{}", uri, e, k->generation));
-    if (!w) return;
-    auto* ik = m.mutable_agent_keys()->add_keys();
+    if (!w) return refuse(v1::ERROR_CODE_INTERNAL, w.error().message);
+    auto* ik = ak->add_keys();
     ik->set_identity(k->identity);
     ik->set_epoch(static_cast<std::uint64_t>(e));
     ik->set_generation(k->generation);
@@ -451,7 +518,7 @@ void Manager::Impl::serve_enrol(std::unique_ptr<TlsConnection> c) {
     resp.mutable_error()->set_message(why);
     (void)write_message(*c, resp);
   };
-  if (auto r = read_message(*c, req, kHandshakeTimeout, 64 * 1024); !r) return refuse(v1::ERROR_CODE_BAD_REQUEST, r.error().message);
+  if (auto r = read_message(*c, req, opts.handshake_timeout, 64 * 1024); !r) return refuse(v1::ERROR_CODE_BAD_REQUEST, r.error().message);
   if (!req.has_enrol()) return refuse(v1::ERROR_CODE_BAD_REQUEST, "the enrolment port accepts only EnrolRequest");
   auto key = load_public_key_pem(req.enrol().public_key_pem());
   if (!key) return refuse(v1::ERROR_CODE_BAD_REQUEST, "public key: " + key.error().message);
@@ -485,6 +552,12 @@ Result<std::unique_ptr<Manager>> Manager::start(const ManagerOptions& opts) {
   if (opts.epoch_grace.count() < 0 || opts.epoch_grace >= opts.epoch_length)
     return fail(fmt::format("--epoch-grace-ms {} must be shorter than --epoch-seconds {}", opts.epoch_grace.count(),
                             opts.epoch_length.count()));
+  if (opts.max_enrol_connections == 0 || opts.max_sync_connections == 0)
+    return fail("--max-enrol-connections and --max-sync-connections must be at least 1");
+  if (opts.handshake_timeout.count() <= 0) return fail("--handshake-timeout-ms must be positive");
+  if (opts.settle_interval.count() <= 0 || opts.settle_interval > opts.poll_interval)
+    return fail(fmt::format("--settle-ms {} must be positive and at most --poll-ms {}", opts.settle_interval.count(),
+                            opts.poll_interval.count()));
   if (opts.tag_window.count() <= 0 || 2 * opts.tag_window >= opts.epoch_length)
     return fail(fmt::format("--tag-window-ms {} must be positive and shorter than half of --epoch-seconds {}",
                             opts.tag_window.count(), opts.epoch_length.count()));
@@ -493,7 +566,25 @@ Result<std::unique_ptr<Manager>> Manager::start(const ManagerOptions& opts) {
   if (ec) return fail(fmt::format("--state-dir {}: {}", opts.state_dir.string(), ec.message()));
   fs::permissions(opts.state_dir, fs::perms::owner_all, ec);
 
-  auto ca = CertificateAuthority::load_or_create(opts.state_dir, opts.domain);
+  std::string passphrase;
+  if (!opts.ca_key_passphrase_file.empty()) {
+    const auto& pf = opts.ca_key_passphrase_file;
+    struct stat st{};
+    if (::stat(pf.c_str(), &st) != 0)
+      return fail(fmt::format("--ca-key-passphrase-file {}: {}", pf.string(), std::strerror(errno)));
+    if ((st.st_mode & 077) != 0)
+      return fail(fmt::format("--ca-key-passphrase-file {} is readable by group or others; chmod 600 it", pf.string()));
+    auto text = detail::read_file(pf);
+    if (!text) return fail("--ca-key-passphrase-file: " + text.error().message);
+    passphrase = text->substr(0, text->find_first_of("\r\n"));
+    detail::wipe(*text);
+    if (passphrase.size() < 12)
+      return fail(fmt::format("--ca-key-passphrase-file {}: the passphrase (its first line) must have at least 12 "
+                              "characters",
+                              pf.string()));
+  }
+  auto ca = CertificateAuthority::load_or_create(opts.state_dir, opts.domain, passphrase);
+  detail::wipe(passphrase);
   if (!ca) return fail("internal CA: " + ca.error().message);
   impl->ca = std::move(*ca);
   auto sk = load_or_create_key(opts.state_dir / "signing.key");
@@ -530,6 +621,7 @@ Result<std::unique_ptr<Manager>> Manager::start(const ManagerOptions& opts) {
     p->expires_unix = b.expires_at_unix();
     p->source_digest = b.source_digest();
     p->bundle = std::move(sb);
+    if (auto ids = bundle_identities(p->bundle)) p->identities = std::move(*ids);
     impl->published = std::move(p);
   }
   if (fs::exists(opts.state_dir / "revision")) {
@@ -556,6 +648,9 @@ Result<std::unique_ptr<Manager>> Manager::start(const ManagerOptions& opts) {
     return std::unexpected(w.error());
   log(kWho, "serving domain {} on sync port {} and enrolment port {} (revision {}, TLS 1.3 groups {})", opts.domain,
       impl->sync_listener->port(), impl->enrol_listener->port(), impl->published ? impl->published->revision : 0, opts.groups);
+  log(kWho, "limits: {} sync and {} enrolment connections, handshake timeout {} ms; CA key {}", opts.max_sync_connections,
+      opts.max_enrol_connections, opts.handshake_timeout.count(),
+      opts.ca_key_passphrase_file.empty() ? "in the clear (no --ca-key-passphrase-file)" : "encrypted at rest");
   return std::unique_ptr<Manager>(new Manager(std::move(impl)));
 }
 
@@ -575,15 +670,39 @@ void Manager::run(const std::atomic<bool>& stop) {
       int fd = l->accept(l == &*s.sync_listener ? 50ms : 0ms);
       if (fd < 0) continue;
       const bool sync = l == &*s.sync_listener;
+      auto& active = sync ? s.sync_active : s.enrol_active;
+      const unsigned limit = sync ? s.opts.max_sync_connections : s.opts.max_enrol_connections;
+      if (active.load() >= limit) {
+        // Full: close at once (no TLS, no thread), and say so without flooding the log.
+        auto& rl = sync ? s.sync_refusals : s.enrol_refusals;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - rl.last >= 1s) {
+          log(kWho, "{} connection from {} refused: {} connections already open (--max-{}-connections){}",
+              sync ? "sync" : "enrolment", detail::peer_name(fd), active.load(), sync ? "sync" : "enrol",
+              rl.suppressed ? fmt::format("; {} more refused since the last such line", rl.suppressed) : std::string());
+          rl.last = now;
+          rl.suppressed = 0;
+        } else {
+          ++rl.suppressed;
+        }
+        ::close(fd);
+        continue;
+      }
       SslCtxPtr ctx;
       {
         std::lock_guard g(s.ctx_mu);
         ctx = sync ? s.sync_ctx : s.enrol_ctx;
       }
-      s.spawn([&s, fd, ctx, sync] {
-        auto c = TlsConnection::accept(fd, ctx, kHandshakeTimeout);
+      active.fetch_add(1);
+      s.spawn([&s, fd, ctx, sync, &active] {
+        struct Slot {
+          std::atomic<unsigned>& a;
+          ~Slot() { a.fetch_sub(1); }
+        } slot{active};
+        const std::string peer = detail::peer_name(fd);
+        auto c = TlsConnection::accept(fd, ctx, s.opts.handshake_timeout);
         if (!c) {
-          log(kWho, "{} connection refused: {}", sync ? "sync" : "enrolment", c.error().message);
+          log(kWho, "{} connection from {} refused: {}", sync ? "sync" : "enrolment", peer, c.error().message);
           return;
         }
         if (sync) s.serve_sync(std::move(*c));
@@ -597,7 +716,7 @@ void Manager::run(const std::atomic<bool>& stop) {
       if (detail::now_unix() > s.server_cert_not_after - s.opts.cert_lifetime.count() / 2) {
         if (auto r = s.renew_server_cert(); !r) log(kWho, "certificate renewal failed: {}", r.error().message);
       }
-      next_poll = std::chrono::steady_clock::now() + s.opts.poll_interval;
+      next_poll = std::chrono::steady_clock::now() + (s.settling ? s.opts.settle_interval : s.opts.poll_interval);
     }
   }
   s.stopping.store(true);

@@ -211,22 +211,71 @@ Result<CertificateAuthority> CertificateAuthority::create(const std::string& dom
   return ca;
 }
 
-Result<CertificateAuthority> CertificateAuthority::load_or_create(const fs::path& dir, const std::string& domain) {
+namespace {
+
+constexpr std::string_view kEncryptedPem = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+
+// PKCS#8, AES-256-CBC under a PBKDF2-HMAC-SHA256 key from the passphrase (OpenSSL's PBES2).
+Result<std::string> encrypted_private_key_pem(EVP_PKEY* key, const std::string& passphrase) {
+  BioPtr b(BIO_new(BIO_s_mem()));
+  if (PEM_write_bio_PKCS8PrivateKey(b.get(), key, EVP_aes_256_cbc(), passphrase.data(), static_cast<int>(passphrase.size()),
+                                    nullptr, nullptr) != 1)
+    return fail("encrypting the private key failed: " + openssl_errors());
+  return bio_string(b.get());
+}
+
+// Writes `data` to `p` through a temporary file + fsync + rename (mode 0600).
+Result<void> replace_file_private(const fs::path& p, const std::string& data) {
+  const fs::path tmp = p.string() + ".tmp";
+  fs::remove(tmp);
+  if (auto w = write_file_private(tmp, data, true); !w) return w;
+  if (::rename(tmp.c_str(), p.c_str()) != 0) return fail(fmt::format("cannot replace {}: {}", p.string(), std::strerror(errno)));
+  return {};
+}
+
+}  // namespace
+
+Result<CertificateAuthority> CertificateAuthority::load_or_create(const fs::path& dir, const std::string& domain,
+                                                                  const std::string& passphrase) {
   const fs::path kp = dir / "ca.key", cp = dir / "ca.pem";
   if (fs::exists(kp) && fs::exists(cp)) {
     auto kpem = read_file(kp);
     auto cpem = read_file(cp);
     if (!kpem) return std::unexpected(kpem.error());
     if (!cpem) return std::unexpected(cpem.error());
-    auto key = load_private_key_pem(*kpem);
-    if (!key) return fail(fmt::format("{}: {}", kp.string(), key.error().message));
+    const bool encrypted = kpem->find(kEncryptedPem) != std::string::npos;
+    if (encrypted && passphrase.empty())
+      return fail(fmt::format("{} is encrypted: give its passphrase with --ca-key-passphrase-file", kp.string()));
+    PkeyPtr key;
+    if (encrypted) {
+      BioPtr b(BIO_new_mem_buf(kpem->data(), static_cast<int>(kpem->size())));
+      // With no callback, OpenSSL takes the user data as the NUL-terminated passphrase.
+      EVP_PKEY* k = PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, const_cast<char*>(passphrase.c_str()));
+      if (!k) {
+        (void)openssl_errors();
+        return fail(fmt::format("{}: cannot decrypt it with the passphrase from --ca-key-passphrase-file "
+                                "(wrong passphrase file?)",
+                                kp.string()));
+      }
+      key.reset(k);
+    } else {
+      auto k = load_private_key_pem(*kpem);
+      if (!k) return fail(fmt::format("{}: {}", kp.string(), k.error().message));
+      key = std::move(*k);
+    }
     auto cert = parse_cert(*cpem);
     if (!cert) return fail(fmt::format("{}: {}", cp.string(), cert.error().message));
-    if (X509_check_private_key(cert->get(), key->get()) != 1)
+    if (X509_check_private_key(cert->get(), key.get()) != 1)
       return fail(fmt::format("{} does not belong to {}; restore the pair or remove both", kp.string(), cp.string()));
+    if (!encrypted && !passphrase.empty()) {
+      // A passphrase for a key stored in the clear: encrypt it in place from now on.
+      auto epem = encrypted_private_key_pem(key.get(), passphrase);
+      if (!epem) return std::unexpected(epem.error());
+      if (auto w = replace_file_private(kp, *epem); !w) return std::unexpected(w.error());
+    }
     CertificateAuthority ca;
     ca.domain_ = domain;
-    ca.key_ = std::shared_ptr<EVP_PKEY>(key->release(), EVP_PKEY_free);
+    ca.key_ = std::shared_ptr<EVP_PKEY>(key.release(), EVP_PKEY_free);
     ca.ca_pem_ = std::move(*cpem);
     return ca;
   }
@@ -234,7 +283,7 @@ Result<CertificateAuthority> CertificateAuthority::load_or_create(const fs::path
     return fail(fmt::format("only one of {} and {} exists; restore the pair or remove both", kp.string(), cp.string()));
   auto ca = create(domain);
   if (!ca) return ca;
-  auto kpem = private_key_pem(ca->key_.get());
+  auto kpem = passphrase.empty() ? private_key_pem(ca->key_.get()) : encrypted_private_key_pem(ca->key_.get(), passphrase);
   if (!kpem) return std::unexpected(kpem.error());
   if (auto w = write_file_private(kp, *kpem, true); !w) return std::unexpected(w.error());
   if (auto w = write_file_private(cp, ca->ca_pem_, true); !w) return std::unexpected(w.error());

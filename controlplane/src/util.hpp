@@ -1,7 +1,10 @@
 // Small private helpers shared by the manager and the client: files and logging.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <string>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "zt/controlplane/error.hpp"
@@ -40,6 +44,30 @@ inline Result<void> write_atomic(const std::filesystem::path& p, std::string_vie
   if (!ok || ::rename(tmp.c_str(), p.c_str()) != 0)
     return fail(fmt::format("cannot write {}: {}", p.string(), std::strerror(errno)));
   return {};
+}
+
+inline void wipe(std::string& s) {
+  OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+// "address:port" of a connected socket's peer ("?" when unknown).
+inline std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return fmt::format("{}:{}", host, port);
 }
 
 inline std::string random_hex(std::size_t bytes) {

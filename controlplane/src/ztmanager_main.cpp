@@ -1,7 +1,7 @@
 // ztmanager: the central manager (DESIGN.md §1, §5).
 //
 //   ztmanager serve --policy-dir DIR --state-dir DIR --psk-file FILE [--listen 127.0.0.1:7443] ...
-//   ztmanager token create --state-dir DIR --name NAME [--kind appliance|agent] [--ttl-hours 24]
+//   ztmanager token create --state-dir DIR --name NAME|IDENTITY [--kind appliance|agent] [--ttl-hours 24]
 //   ztmanager psk generate --psk-file FILE
 #include <algorithm>
 #include <csignal>
@@ -24,8 +24,9 @@ void on_signal(int) { g_stop.store(true); }
 
 int serve(const std::vector<std::string>& args) {
   zt::cp::ManagerOptions o;
-  std::string policy, state, psk;
-  long cert_hours = 24, bundle_hours = 168, poll_ms = 300, epoch_s = 900, grace_ms = 5000,
+  std::string policy, state, psk, passphrase_file;
+  long handshake_ms = 5000;
+  long cert_hours = 24, bundle_hours = 168, poll_ms = 300, settle_ms = 100, epoch_s = 900, grace_ms = 5000,
        window_ms = 1000;
   po::options_description d("ztmanager serve options");
   d.add_options()
@@ -44,9 +45,22 @@ int serve(const std::vector<std::string>& args) {
     ("bundle-hours", po::value(&bundle_hours)->default_value(bundle_hours),
      "lifetime of a signed bundle, hours; appliances deny new flows after it unless a newer one arrives")
     ("poll-ms", po::value(&poll_ms)->default_value(poll_ms), "how often the policy directory is checked for changes, ms")
+    ("settle-ms", po::value(&settle_ms)->default_value(settle_ms),
+     "a changed policy directory is read again after this long and published only if it stayed the same "
+     "(multi-file edits are never half published), ms; at most --poll-ms. Publication follows an edit "
+     "after --poll-ms + --settle-ms at most")
     ("epoch-seconds", po::value(&epoch_s)->default_value(epoch_s), "key epoch length, seconds (DESIGN.md §2)")
     ("epoch-grace-ms", po::value(&grace_ms)->default_value(grace_ms),
      "how long after an epoch boundary appliances still accept the previous epoch's tags, ms")
+    ("ca-key-passphrase-file", po::value(&passphrase_file),
+     "file whose first line (>= 12 characters, mode 0600) encrypts the CA key at rest (ca.key, PKCS#8 "
+     "AES-256); an existing clear-text ca.key is encrypted on start. Without it ca.key is stored in the clear")
+    ("max-enrol-connections", po::value(&o.max_enrol_connections)->default_value(o.max_enrol_connections),
+     "enrolment connections served at once; more are closed at once and logged")
+    ("max-sync-connections", po::value(&o.max_sync_connections)->default_value(o.max_sync_connections),
+     "appliance and agent connections served at once; more are closed at once and logged")
+    ("handshake-timeout-ms", po::value(&handshake_ms)->default_value(handshake_ms),
+     "a client must finish the TLS handshake and send its first message within this, ms")
     ("tag-window-ms", po::value(&window_ms)->default_value(window_ms),
      "tag freshness: |tag time - appliance clock| bound, also how early the next epoch is accepted, ms");
   po::variables_map vm;
@@ -68,9 +82,13 @@ int serve(const std::vector<std::string>& args) {
   o.policy_dir = policy;
   o.state_dir = state;
   o.psk_file = psk;
+  o.ca_key_passphrase_file = passphrase_file;
+  o.handshake_timeout = std::chrono::milliseconds(handshake_ms);
   o.cert_lifetime = std::chrono::hours(cert_hours);
   o.bundle_lifetime = std::chrono::hours(bundle_hours);
   o.poll_interval = std::chrono::milliseconds(poll_ms);
+  // Unless given, the settle interval follows a --poll-ms below its default.
+  o.settle_interval = std::chrono::milliseconds(vm["settle-ms"].defaulted() ? std::min(settle_ms, poll_ms) : settle_ms);
   o.epoch_length = std::chrono::seconds(epoch_s);
   o.epoch_grace = std::chrono::milliseconds(grace_ms);
   o.tag_window = std::chrono::milliseconds(window_ms);
@@ -94,18 +112,22 @@ int token(const std::vector<std::string>& args) {
   d.add_options()
     ("help,h", "show this help")
     ("state-dir", po::value(&state)->required(), "the manager's state directory")
-    ("name", po::value(&name)->required(), "appliance name, or an agent's numeric identity id")
+    ("name", po::value(&name)->required(),
+     "appliance name; for --kind agent, the name or numeric id of an identity in the published policy "
+     "(the agent's certificate will carry spiffe://<domain>/agent/<id>)")
     ("kind", po::value(&kind)->default_value(kind), "appliance or agent")
     ("ttl-hours", po::value(&ttl_hours)->default_value(ttl_hours), "how long the token may be used, hours");
   po::variables_map vm;
   if (args.empty() || args[0] != "create") {
-    std::cerr << "usage: ztmanager token create --state-dir DIR --name NAME [--kind appliance|agent]\n";
+    std::cerr << "usage: ztmanager token create --state-dir DIR --name NAME|IDENTITY [--kind appliance|agent]\n";
     return 2;
   }
   try {
     po::store(po::command_line_parser(std::vector<std::string>(args.begin() + 1, args.end())).options(d).run(), vm);
     if (vm.count("help")) {
-      std::cout << "usage: ztmanager token create [options]\nPrints a one-time enrolment token; only its hash is stored.\n\n"
+      std::cout << "usage: ztmanager token create [options]\nPrints a one-time enrolment token; only its hash is stored.\n"
+                   "An agent token is for one identity of the published policy (by name or id); the agent's\n"
+                   "certificate will carry spiffe://<domain>/agent/<id> and it gets only that identity's keys.\n\n"
                 << d << '\n';
       return 0;
     }
@@ -175,7 +197,8 @@ constexpr const char* kUsage =
     "commands:\n"
     "  serve          validate, test, sign and publish the policy directory; serve appliances\n"
     "                 over mutual TLS 1.3 and enrolments (see `ztmanager serve --help`)\n"
-    "  token create   print a one-time enrolment token for an appliance or agent\n"
+    "  token create   print a one-time enrolment token for an appliance (--name NAME), or for\n"
+    "                 an agent of a policy identity (--kind agent --name IDENTITY-NAME-OR-ID)\n"
     "                 (see `ztmanager token create --help`)\n"
     "  status         published revision and the revision each appliance acknowledged\n"
     "                 (ztmanager status --state-dir DIR)\n"

@@ -1,8 +1,9 @@
 """Component tests: ztgate taking its policy and epoch secrets from the real ztmanager (DESIGN.md
 §5, issue 7) — real processes on 127.0.0.1: enrolment, revisions applied and ACKed, a policy
 whose tests fail never applied, the manager gone (last good kept, persisted revision enforced at
-a restart, verdicts on real frames), keys expiring (fail closed, restored by the manager), and
-bad arguments."""
+a restart, verdicts on real frames), keys expiring (fail closed, restored by the manager), a NACK
+shown by ztgate (log line and --stats-file "control_plane"), and bad arguments."""
+import json
 import os
 import re
 import shutil
@@ -162,7 +163,8 @@ def frame(src, dst, l4):
 
 def test_revisions_from_the_manager_are_applied_acked_kept_and_persisted(lab, tmp_path):
     lab.start_manager()
-    gw = lab.ztgate(lab.manager_args("gw1"), "gw1.log")
+    stats = tmp_path / "gw1-stats.json"
+    gw = lab.ztgate([*lab.manager_args("gw1"), "--stats-file", str(stats)], "gw1.log")
     gw.wait_log(r"ztgate: enrolled with the manager as spiffe://[^ ]+/appliance/gw1")
     gw.wait_log(r"ztgate: applied revision 1 from the manager")
     wait_for(lambda: "gw1: acked revision=1" in lab.status(), 20, "gw1 acked 1 in ztmanager status")
@@ -189,6 +191,15 @@ def test_revisions_from_the_manager_are_applied_acked_kept_and_persisted(lab, tm
     assert "failing closed" not in gw.log()
     assert gw.stop() == 0, gw.log()  # SIGTERM stops the sync thread, then the workers
     assert "signal 15, stopping" in gw.log()
+    # Its --stats-file shows the control plane as it was: revision 2 enforced and ACKed, the
+    # manager gone, not failed closed.
+    cp = json.loads(stats.read_text())["control_plane"]
+    assert cp["manager"] == f"127.0.0.1:{lab.sync_port}" and cp["identity"].endswith("/appliance/gw1"), cp
+    assert cp["enforced_revision"] == 2 and cp["highest_accepted_revision"] == 2, cp
+    assert cp["last_reply"]["kind"] == "ack" and cp["last_reply"]["revision"] == 2, cp
+    assert cp["acks"] >= 2 and cp["nacks"] == 0 and cp["last_nack"] is None, cp
+    assert cp["connected"] is False and cp["last_session_error"], cp
+    assert cp["failed_closed"] is False, cp
 
     # Restarted with the manager down, it enforces the persisted revision 2 at once.
     gw2 = lab.ztgate(lab.manager_args("gw1", enrol=False), "gw1-restart.log")
@@ -239,6 +250,31 @@ def test_expired_keys_fail_closed_and_the_manager_restores_enforcement(lab, tmp_
     assert "failing closed" in r.stderr
     assert r.out_b == [arp]
     assert r.stats["drops"] == {"policy_expired": 1}
+
+
+def test_a_nack_is_logged_by_ztgate_and_shown_in_its_stats_file(lab, tmp_path):
+    lab.start_manager()
+    wrong = tmp_path / "other-psk"
+    r = subprocess.run([ZTMANAGER, "psk", "generate", "--psk-file", str(wrong)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    args = lab.manager_args("gw1")
+    args[args.index("--psk-file") + 1] = str(wrong)  # provisioned with another pre-shared secret
+    stats = tmp_path / "gw1-stats.json"
+    gw = lab.ztgate([*args, "--stats-file", str(stats)], "gw1.log")
+    gw.wait_log(r"ztgate: NACK revision 1 from the manager: NACK_CODE_KEY_UNWRAP_FAILED: .*"
+                r"\[resource: keys\.secrets\[epoch=\d+\]\]; still enforcing no policy")
+    wait_for(lambda: "gw1: nacked revision=1 code=NACK_CODE_KEY_UNWRAP_FAILED" in lab.status(), 20,
+             "the NACK in ztmanager status")
+    assert "applied revision" not in gw.log()
+    assert gw.stop() == 0, gw.log()
+    cp = json.loads(stats.read_text())["control_plane"]
+    assert cp["enforced_revision"] == 0 and cp["connected"] is True, cp
+    assert cp["last_reply"]["kind"] == "nack" and cp["last_reply"]["revision"] == 1, cp
+    nack = cp["last_nack"]
+    assert nack["code"] == "NACK_CODE_KEY_UNWRAP_FAILED" and nack["resource"].startswith("keys.secrets[epoch="), cp
+    assert "psk" in nack["message"].lower(), cp
+    assert cp["nacks"] >= 1 and cp["acks"] == 0 and cp["failed_closed"] is False, cp
 
 
 def test_without_a_persisted_bundle_and_no_manager_nothing_crosses(lab):

@@ -1,7 +1,11 @@
 // ztmanager as a real process on 127.0.0.1 (ephemeral ports), appliances as in-process sync
 // clients: enrolment, revisions N and N+1, ACK/NACK visible on the manager, refused policies,
 // restarts, and the agent key service's authorisation. Every wait is bounded.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures.hpp"
+#include "zt/controlplane/agent_client.hpp"
 #include "zt/controlplane/client.hpp"
 #include "zt/controlplane/framing.hpp"
 #include "zt/rules/snapshot.hpp"
@@ -51,18 +56,23 @@ std::string run_capture(const std::string& cmd) {
 
 class ManagerProcess {
  public:
-  ManagerProcess(const fs::path& root, std::string sync_listen = "127.0.0.1:0", std::string epoch_seconds = "900")
+  ManagerProcess(const fs::path& root, std::string sync_listen = "127.0.0.1:0", std::string epoch_seconds = "900",
+                 std::vector<std::string> extra = {})
       : root_(root) {
     fs::remove(state() / "endpoints");
+    std::vector<std::string> args{"ztmanager", "serve", "--policy-dir", (root_ / "policy").string(), "--state-dir",
+                                  state().string(), "--psk-file", (root_ / "manager.psk").string(), "--listen",
+                                  sync_listen, "--enrol-listen", "127.0.0.1:0", "--poll-ms", "100", "--epoch-seconds",
+                                  epoch_seconds, "--epoch-grace-ms", "200", "--tag-window-ms", "200"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* log = std::fopen((root_ / "manager.log").c_str(), "a");
       ::dup2(::fileno(log), 2);
-      ::execl(ZTMANAGER_PATH, "ztmanager", "serve", "--policy-dir", (root_ / "policy").c_str(), "--state-dir",
-              state().c_str(), "--psk-file", (root_ / "manager.psk").c_str(), "--listen", sync_listen.c_str(),
-              "--enrol-listen", "127.0.0.1:0", "--poll-ms", "100", "--epoch-seconds",
-              epoch_seconds.c_str(), "--epoch-grace-ms", "200", "--tag-window-ms", "200",
-              nullptr);
+      ::execv(ZTMANAGER_PATH, argv.data());
       ::_exit(127);
     }
     eventually([&] { return fs::exists(state() / "endpoints"); });
@@ -240,52 +250,221 @@ TEST_F(EndToEnd, WrongPreSharedSecretIsNackedAndTheManagerShowsTheRefusal) {
   EXPECT_NE(m.log().find("gw1 REFUSED revision 1"), std::string::npos);
 }
 
-TEST_F(EndToEnd, AgentGetsOnlyItsOwnIdentityKey) {
-  ManagerProcess m(root.path());
-  auto cfg = config(m, "agent");
-  auto uri = enrol(cfg, m.enrol_port, m.token("1001", "agent"), m.state() / "ca.pem");
-  ASSERT_TRUE(uri.has_value()) << uri.error().message;
-  ASSERT_EQ(*uri, "spiffe://ztgate.local/agent/1001");
-  auto ctx = make_client_context({.ca_pem = test::slurp(cfg.state_dir / "ca.pem"),
-                                  .cert_pem = test::slurp(cfg.state_dir / "identity.pem"),
-                                  .key_pem = test::slurp(cfg.state_dir / "identity.key")});
-  ASSERT_TRUE(ctx.has_value());
-  auto ask = [&](std::uint32_t id) {
-    auto c = TlsConnection::connect("127.0.0.1", m.sync_port, *ctx, 3000ms);
-    EXPECT_TRUE(c.has_value());
-    pb::ClientMessage req;
-    req.mutable_agent_keys()->set_identity(id);
-    EXPECT_TRUE(write_message(**c, req).has_value());
-    pb::ServerMessage resp;
-    auto r = read_message(**c, resp, 5000ms);
-    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
-    return resp;
-  };
-  auto other = ask(1002);
-  ASSERT_TRUE(other.has_error());
-  EXPECT_EQ(other.error().code(), pb::ERROR_CODE_UNAUTHORIZED);
-  EXPECT_NE(m.log().find("refused agent 1001 asking for identity 1002"), std::string::npos);
+AgentConfig agent_config(const ManagerProcess& m, const fs::path& dir, const fs::path& psk) {
+  return AgentConfig{.manager_port = m.sync_port, .enrol_port = m.enrol_port, .state_dir = dir, .psk_file = psk};
+}
 
-  auto own = ask(1001);
-  ASSERT_TRUE(own.has_agent_keys()) << own.DebugString();
-  ASSERT_EQ(own.agent_keys().keys_size(), 2);  // e and e+1
-
-  // The agent library does the same and unwraps: the key equals K(1001, e) derived locally.
-  cfg.manager_port = m.sync_port;
-  auto keys = fetch_agent_keys(cfg, 1001);
-  ASSERT_TRUE(keys.has_value()) << keys.error().message;
-  ASSERT_EQ(keys->size(), 2u);
+crypto::IdentityKey expected_key(const ManagerProcess& m, std::uint32_t id, std::uint64_t epoch) {
   const std::string master = test::slurp(m.state() / "master.key");
   auto sv = crypto::derive_epoch_secret({reinterpret_cast<const std::uint8_t*>(master.data()), master.size()},
-                                        "ztgate.local", (*keys)[0].epoch);
-  auto expect = crypto::derive_identity_key(*sv, 1001, crypto::Alg::aes256_cmac);
-  ASSERT_TRUE(expect.has_value());
-  EXPECT_TRUE(std::ranges::equal((*keys)[0].bytes(), expect->bytes()));
-  EXPECT_EQ((*keys)[1].epoch, (*keys)[0].epoch + 1);
-  auto refused = fetch_agent_keys(cfg, 1002);
+                                        "ztgate.local", epoch);
+  EXPECT_TRUE(sv.has_value());
+  auto k = crypto::derive_identity_key(*sv, id, crypto::Alg::aes256_cmac);
+  EXPECT_TRUE(k.has_value());
+  return std::move(*k);
+}
+
+TEST_F(EndToEnd, AgentEnrolledByIdentityNameFetchesItsOwnCurrentAndNextKey) {
+  ManagerProcess m(root.path());
+  const std::string tok = m.token("web-a", "agent");  // by name, resolved in the published policy
+  ASSERT_TRUE(tok.starts_with("zt1-")) << tok << m.log();
+  auto cfg = agent_config(m, root.path() / "agent", root.path() / "appliance.psk");
+  cfg.renew_before = std::chrono::hours(25);  // due at once: fetch() renews on the same connection
+  auto agent = AgentClient::enrol(cfg, tok, m.state() / "ca.pem");
+  ASSERT_TRUE(agent.has_value()) << agent.error().message << m.log();
+  EXPECT_EQ((*agent)->identity(), 1001u);
+  EXPECT_EQ((*agent)->identity_uri(), "spiffe://ztgate.local/agent/1001");
+  const std::string first_cert = test::slurp(cfg.state_dir / "identity.pem");
+
+  auto keys = (*agent)->fetch();
+  ASSERT_TRUE(keys.has_value()) << keys.error().message << m.log();
+  EXPECT_EQ(keys->identity, 1001u);
+  EXPECT_EQ(keys->domain, "ztgate.local");
+  EXPECT_EQ(keys->policy_revision, 1u);
+  EXPECT_EQ(keys->epochs.origin_ns, 0);
+  EXPECT_EQ(keys->epochs.length_ns, 900'000'000'000);
+  const auto now_epoch = static_cast<std::uint64_t>(::time(nullptr) / 900);
+  EXPECT_GE(keys->current.epoch + 1, now_epoch);
+  EXPECT_LE(keys->current.epoch, now_epoch);
+  EXPECT_EQ(keys->next.epoch, keys->current.epoch + 1);
+  // The keys equal K(1001, e) and K(1001, e+1) derived locally from the manager's master secret.
+  EXPECT_TRUE(std::ranges::equal(keys->current.bytes(), expected_key(m, 1001, keys->current.epoch).bytes()));
+  EXPECT_TRUE(std::ranges::equal(keys->next.bytes(), expected_key(m, 1001, keys->next.epoch).bytes()));
+  EXPECT_FALSE(std::ranges::equal(keys->current.bytes(), expected_key(m, 1002, keys->current.epoch).bytes()));
+  // The certificate was renewed on the way (same identity, new key pair), and the next fetch uses it.
+  EXPECT_NE(test::slurp(cfg.state_dir / "identity.pem"), first_cert);
+  EXPECT_NE(m.log().find("renewed certificate of spiffe://ztgate.local/agent/1001"), std::string::npos) << m.log();
+  cfg.renew_before = std::chrono::seconds(0);
+  auto reopened = AgentClient::open(cfg);
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().message;
+  auto again = (*reopened)->fetch();
+  ASSERT_TRUE(again.has_value()) << again.error().message << m.log();
+  EXPECT_TRUE(std::ranges::equal(again->current.bytes(), keys->current.bytes()) || again->current.epoch != keys->current.epoch);
+
+  // A wrong pre-shared secret cannot unwrap them, and says so.
+  test::write(root.path() / "other.psk", test::psk_hex('7'), 0600);
+  auto wrong = AgentClient::open(agent_config(m, cfg.state_dir, root.path() / "other.psk"));
+  ASSERT_TRUE(wrong.has_value());
+  auto refused = (*wrong)->fetch();
   ASSERT_FALSE(refused.has_value());
-  EXPECT_NE(refused.error().message.find("agent certificate is for identity 1001, not 1002"), std::string::npos)
-      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("psk"), std::string::npos) << refused.error().message;
+}
+
+TEST_F(EndToEnd, AgentAskingForAnotherIdentitysKeyIsRefusedAndLogged) {
+  ManagerProcess m(root.path());
+  auto agent = AgentClient::enrol(agent_config(m, root.path() / "agent", root.path() / "appliance.psk"),
+                                  m.token("1001", "agent"), m.state() / "ca.pem");
+  ASSERT_TRUE(agent.has_value()) << agent.error().message;
+  const auto dir = root.path() / "agent";
+  auto ctx = make_client_context({.ca_pem = test::slurp(dir / "ca.pem"), .cert_pem = test::slurp(dir / "identity.pem"),
+                                  .key_pem = test::slurp(dir / "identity.key")});
+  ASSERT_TRUE(ctx.has_value());
+  // The library only ever asks for its own id; a modified agent asks for 1002 on the wire.
+  auto c = TlsConnection::connect("127.0.0.1", m.sync_port, *ctx, 3000ms);
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  pb::ClientMessage req;
+  req.mutable_agent_keys()->set_identity(1002);
+  ASSERT_TRUE(write_message(**c, req).has_value());
+  pb::ServerMessage resp;
+  ASSERT_TRUE(read_message(**c, resp, 5000ms).has_value());
+  ASSERT_TRUE(resp.has_error()) << resp.DebugString();
+  EXPECT_FALSE(resp.has_agent_keys());
+  EXPECT_EQ(resp.error().code(), pb::ERROR_CODE_UNAUTHORIZED);
+  EXPECT_EQ(resp.error().message(), "agent certificate is for identity 1001, not 1002");
+  EXPECT_TRUE(eventually([&] { return m.log().find("refused agent 1001 asking for identity 1002") != std::string::npos; }))
+      << m.log();
+}
+
+TEST_F(EndToEnd, UnenrolledAgentIsRefused) {
+  ManagerProcess m(root.path());
+  // No state at all: the library says to enrol first.
+  auto none = AgentClient::open(agent_config(m, root.path() / "nothing", root.path() / "appliance.psk"));
+  ASSERT_FALSE(none.has_value());
+  EXPECT_NE(none.error().message.find("enrol first"), std::string::npos) << none.error().message;
+  // A certificate for spiffe://ztgate.local/agent/1001 from a CA the manager never trusted.
+  auto rogue = CertificateAuthority::create("ztgate.local");
+  ASSERT_TRUE(rogue.has_value());
+  const auto dir = root.path() / "rogue";
+  auto key = generate_ed25519();
+  auto cert = rogue->issue(key->get(), "spiffe://ztgate.local/agent/1001");
+  ASSERT_TRUE(cert.has_value());
+  test::write(dir / "identity.key", *private_key_pem(key->get()), 0600);
+  test::write(dir / "identity.pem", cert->pem);
+  test::write(dir / "ca.pem", test::slurp(m.state() / "ca.pem"));
+  test::write(dir / "domain", "ztgate.local");
+  auto agent = AgentClient::open(agent_config(m, dir, root.path() / "appliance.psk"));
+  ASSERT_TRUE(agent.has_value()) << agent.error().message;
+  auto keys = (*agent)->fetch();
+  ASSERT_FALSE(keys.has_value());
+  EXPECT_TRUE(eventually([&] { return m.log().find("sync connection from 127.0.0.1:") != std::string::npos; })) << m.log();
+  EXPECT_EQ(m.log().find("served keys"), std::string::npos) << m.log();
+}
+
+TEST_F(EndToEnd, AgentTokenMustNameAnIdentityOfThePublishedPolicy) {
+  ManagerProcess m(root.path());
+  const std::string out = run_capture(fmt::format("{} token create --state-dir {} --kind agent --name nobody 2>&1",
+                                                  ZTMANAGER_PATH, m.state().string()));
+  EXPECT_NE(out.find("agent --name 'nobody' is neither the name nor the id of an identity in the published policy; "
+                     "known: web-a (1001), client-a (1002)"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("zt1-"), std::string::npos) << out;
+}
+
+// A plain TCP connection to 127.0.0.1:port (no TLS): a client that never speaks.
+int silent_connection(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Whether the peer closed `fd` within `limit` (EOF or reset), without sending anything.
+bool closed_by_peer(int fd, std::chrono::milliseconds limit) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, 0) <= 0;
+}
+
+TEST_F(EndToEnd, EnrolmentPortRefusesConnectionsBeyondItsLimitAndDropsSilentClients) {
+  ManagerProcess m(root.path(), "127.0.0.1:0", "900",
+                   {"--max-enrol-connections", "2", "--handshake-timeout-ms", "1500"});
+  ASSERT_NE(m.enrol_port, 0) << m.log();
+  // Two clients that connect and never start TLS hold both enrolment slots...
+  const int a = silent_connection(m.enrol_port), b = silent_connection(m.enrol_port);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(300ms);  // the manager accepts within its 50 ms loop
+  // ...so a third is closed at once, and the manager says why.
+  const int c = silent_connection(m.enrol_port);
+  ASSERT_GE(c, 0);
+  EXPECT_TRUE(closed_by_peer(c, 1000ms));
+  EXPECT_TRUE(eventually([&] {
+    return m.log().find("enrolment connection from 127.0.0.1:") != std::string::npos &&
+           m.log().find("refused: 2 connections already open (--max-enrol-connections)") != std::string::npos;
+  })) << m.log();
+  // The silent ones are dropped after the handshake timeout (logged), which frees their slots.
+  EXPECT_TRUE(closed_by_peer(a, 5000ms));
+  EXPECT_TRUE(closed_by_peer(b, 5000ms));
+  EXPECT_TRUE(eventually([&] { return m.log().find("TLS handshake with client: timed out") != std::string::npos; })) << m.log();
+  std::this_thread::sleep_for(200ms);
+  auto uri = enrol(config(m, "gw1"), m.enrol_port, m.token("gw1"), m.state() / "ca.pem");
+  EXPECT_TRUE(uri.has_value()) << uri.error().message << m.log();
+  for (int fd : {a, b, c}) ::close(fd);
+}
+
+TEST_F(EndToEnd, CaKeyIsEncryptedAtRestUnderThePassphraseFile) {
+  const fs::path pass = root.path() / "ca-pass";
+  test::write(pass, "correct horse battery staple\n", 0600);
+  std::string ca_pem;
+  {
+    // First start in the clear (an existing installation), then with the passphrase: ca.key is
+    // encrypted in place and the CA (ca.pem) stays the same.
+    ManagerProcess clear(root.path());
+    ASSERT_NE(clear.sync_port, 0) << clear.log();
+    EXPECT_NE(test::slurp(clear.state() / "ca.key").find("BEGIN PRIVATE KEY"), std::string::npos);
+    ca_pem = test::slurp(clear.state() / "ca.pem");
+  }
+  {
+    ManagerProcess m(root.path(), "127.0.0.1:0", "900", {"--ca-key-passphrase-file", pass.string()});
+    ASSERT_NE(m.sync_port, 0) << m.log();
+    const std::string key = test::slurp(m.state() / "ca.key");
+    EXPECT_NE(key.find("BEGIN ENCRYPTED PRIVATE KEY"), std::string::npos) << key;
+    EXPECT_EQ(key.find("BEGIN PRIVATE KEY"), std::string::npos);
+    EXPECT_EQ(test::slurp(m.state() / "ca.pem"), ca_pem);
+    EXPECT_NE(m.log().find("CA key encrypted at rest"), std::string::npos) << m.log();
+    // The CA still issues: an appliance enrols and syncs.
+    auto client = enrolled(m, "gw1");
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->run_session(stop, 1, 10'000ms).has_value()) << m.log();
+    EXPECT_TRUE(client->last_outcome().accepted);
+  }
+  auto serve = [&](const std::string& extra) {
+    return run_capture(fmt::format("{} serve --policy-dir {} --state-dir {} --psk-file {} --listen 127.0.0.1:0 "
+                                   "--enrol-listen 127.0.0.1:0 {} 2>&1; echo exit=$?",
+                                   ZTMANAGER_PATH, (root.path() / "policy").string(), (root.path() / "state").string(),
+                                   (root.path() / "manager.psk").string(), extra));
+  };
+  // Without the passphrase, or with a wrong one, the manager does not start, and says why.
+  std::string out = serve("");
+  EXPECT_NE(out.find("ca.key is encrypted: give its passphrase with --ca-key-passphrase-file"), std::string::npos) << out;
+  EXPECT_NE(out.find("exit=1"), std::string::npos) << out;
+  const fs::path wrong = root.path() / "wrong-pass";
+  test::write(wrong, "not the right passphrase\n", 0600);
+  out = serve("--ca-key-passphrase-file " + wrong.string());
+  EXPECT_NE(out.find("cannot decrypt it with the passphrase from --ca-key-passphrase-file"), std::string::npos) << out;
+  EXPECT_NE(out.find("exit=1"), std::string::npos) << out;
+  // A passphrase file others can read is refused before anything is decrypted.
+  ::chmod(pass.c_str(), 0644);
+  out = serve("--ca-key-passphrase-file " + pass.string());
+  EXPECT_NE(out.find("is readable by group or others; chmod 600 it"), std::string::npos) << out;
 }
 
 TEST_F(EndToEnd, CertificateIsRenewedOverTheLiveStreamAndTheNewOneConnects) {

@@ -60,16 +60,24 @@ struct PushOutcome {
   std::string resource;
 };
 
+// "NACK_CODE_BAD_SIGNATURE" etc. for PushOutcome::nack_code.
+std::string nack_code_name(int code);
+
+// What the appliance wants to know about the stream (called on the thread that runs run()).
+struct SyncEvents {
+  // After every push, once the ACK or NACK was decided (and the update published, on ACK).
+  std::function<void(const PushOutcome&)> on_push;
+  // The stream came up (`up`, detail = the manager's identity) or ended (detail = why).
+  std::function<void(bool up, const std::string& detail)> on_session;
+};
+
 // One-time enrolment: generates the identity key, sends the token over server-authenticated TLS
 // (trusting `ca_pem_file`, the manager CA provisioned out of band), stores the certificate, CA
 // and bundle signing key in cfg.state_dir. Returns the identity URI.
 Result<std::string> enrol(const ClientConfig& cfg, std::uint16_t enrol_port, const std::string& token,
                           const std::filesystem::path& ca_pem_file);
 
-// Agent side (ztagent): with the certificate enrolled for spiffe://<domain>/agent/<id> in
-// cfg.state_dir, fetches that identity's own K(id, e) and K(id, e+1), unwrapped with the
-// pre-shared secret. The manager refuses any other identity.
-Result<std::vector<crypto::IdentityKey>> fetch_agent_keys(const ClientConfig& cfg, std::uint32_t identity);
+// Agents (ztagent) use zt/controlplane/agent_client.hpp.
 
 class SyncClient {
  public:
@@ -77,6 +85,7 @@ class SyncClient {
   ~SyncClient();
 
   void set_publisher(Publisher p);
+  void set_events(SyncEvents e);
   // The persisted last good update, reloaded by open() (nullopt: none, or it no longer verifies).
   const std::optional<Update>& current() const noexcept;
   std::uint64_t highest_accepted() const noexcept;

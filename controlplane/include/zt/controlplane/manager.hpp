@@ -1,7 +1,8 @@
 // ztmanager's engine (DESIGN.md §5): the policy source of truth, key authority and internal CA.
 //
 // State directory layout (embedded storage; everything the manager must not forget):
-//   ca.key, ca.pem          internal CA (Ed25519), created on first start
+//   ca.key, ca.pem          internal CA (Ed25519), created on first start; ca.key encrypted
+//                           with --ca-key-passphrase-file when given
 //   signing.key             bundle signing key (Ed25519), separate from the CA and TLS keys
 //   master.key              trust-domain master secret for SV(e) (32 random bytes)
 //   revision                last published revision (decimal), updated atomically
@@ -33,9 +34,21 @@ struct ManagerOptions {
   std::chrono::seconds cert_lifetime{24 * 3600};
   std::chrono::seconds bundle_lifetime{7 * 24 * 3600};
   std::chrono::milliseconds poll_interval{300};
+  // A changed directory is read again after this long and published only if nothing changed in
+  // between (an editor or `git checkout` writes files one at a time).
+  std::chrono::milliseconds settle_interval{100};
   std::chrono::seconds epoch_length{15 * 60};
   std::chrono::milliseconds epoch_grace{5000};  // must be shorter than epoch_length
   std::chrono::milliseconds tag_window{1000};   // must be shorter than half of epoch_length
+  // ca.key encrypted at rest under the passphrase in this file (mode 0600, first line, >= 12
+  // characters); empty: ca.key in the clear (protect the state directory).
+  std::filesystem::path ca_key_passphrase_file;
+  // Connection limits: beyond them a new connection is closed at once and the refusal logged
+  // (at most one line a second per listener). The handshake timeout bounds the TLS handshake and
+  // the first message on both ports, so idle or slow clients cannot hold a slot.
+  unsigned max_enrol_connections = 16;
+  unsigned max_sync_connections = 1024;
+  std::chrono::milliseconds handshake_timeout{5000};
 };
 
 // Token kinds: an appliance token yields spiffe://<domain>/appliance/<name>.

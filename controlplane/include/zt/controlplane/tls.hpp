@@ -51,9 +51,12 @@ class CertificateAuthority {
  public:
   // In memory (tests).
   static Result<CertificateAuthority> create(const std::string& domain);
-  // ca.key / ca.pem in `dir`, created on first use.
+  // ca.key / ca.pem in `dir`, created on first use. With a `passphrase`, ca.key is stored
+  // encrypted (PKCS#8, AES-256-CBC, PBKDF2-HMAC-SHA256); an existing clear-text ca.key is
+  // encrypted in place. An encrypted ca.key without the passphrase, or with a wrong one, fails.
   static Result<CertificateAuthority> load_or_create(const std::filesystem::path& dir,
-                                                     const std::string& domain);
+                                                     const std::string& domain,
+                                                     const std::string& passphrase = {});
 
   // Issues a leaf for `subject_public_key` with `uri` as its only SAN, valid from
   // now + not_before_offset for `lifetime` (negative offsets let tests mint expired certs).
