@@ -97,9 +97,12 @@ cp::Result<void> ManagerSource::publish(const cp::Update& u, const char* how) {
   deadline_ns_ = deadline;
   deadline_what_ = what;
   failed_closed_ = false;
-  fmt::print(stderr, "ztgate: {} revision {} {} ({} rules, {} expire at unix {}){}\n", how, u.revision,
-             how[0] == 'a' ? "from the manager" : "from the state directory", u.snapshot->stats().rules, what,
-             deadline / kNsPerSec, was_closed ? "; enforcement restored" : "");
+  // One line per applied revision; with a verified delta it says what changed, e.g.
+  // "applied revision 3 from the manager (delta from 2: +identity frontend-2 (2003), ~segment
+  // zone-b, rules +1 -0 ~0; 5 rules, keys expire at unix ...)".
+  fmt::print(stderr, "ztgate: {} revision {} {} ({}{} rules, {} expire at unix {}){}\n", how, u.revision,
+             how[0] == 'a' ? "from the manager" : "from the state directory", u.delta.empty() ? "" : u.delta + "; ",
+             u.snapshot->stats().rules, what, deadline / kNsPerSec, was_closed ? "; enforcement restored" : "");
   return {};
 }
 
@@ -111,6 +114,10 @@ void ManagerSource::on_push(const cp::PushOutcome& o) {
   have_reply_ = true;
   if (o.accepted) {
     ++acks_;
+    if (!o.delta.empty()) {
+      last_delta_ = o;
+      last_delta_at_ = last_reply_at_;
+    }
     return;
   }
   ++nacks_;
@@ -165,6 +172,14 @@ std::string ManagerSource::status_json() const {
     j["last_reply"] = nullptr;
   }
   j["last_nack"] = nacks_ != 0 ? reply(last_nack_, last_nack_at_) : nlohmann::json(nullptr);
+  if (last_delta_at_ != 0) {
+    j["last_delta"] = {{"revision", last_delta_.revision},
+                       {"base_revision", last_delta_.delta_base},
+                       {"summary", last_delta_.delta},
+                       {"unix", last_delta_at_}};
+  } else {
+    j["last_delta"] = nullptr;
+  }
   return j.dump();
 }
 

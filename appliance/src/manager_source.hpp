@@ -65,7 +65,8 @@ class ManagerSource {
 
   // The control plane as ztgate's --stats-file shows it (a JSON object, the "control_plane"
   // key): manager, session state, enforced revision and its expiry, the last ACK/NACK (code,
-  // message, offending resource), and whether ztgate failed closed. Any thread.
+  // message, offending resource), the last verified delta (`last_delta`: revision,
+  // base_revision, summary, unix), and whether ztgate failed closed. Any thread.
   std::string status_json() const;
 
  private:
@@ -93,6 +94,8 @@ class ManagerSource {
   bool have_reply_ = false;
   cp::PushOutcome last_nack_;
   std::int64_t last_nack_at_ = 0;
+  cp::PushOutcome last_delta_;         // last ACK whose push carried a verified delta
+  std::int64_t last_delta_at_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -15,6 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr std::string_view kSignContext{"ztgate/bundle/v1\0", 17};
+constexpr std::string_view kDeltaContext{"ztgate/delta/v1\0", 16};
 
 std::string to_hex(const unsigned char* p, std::size_t n) {
   static constexpr char d[] = "0123456789abcdef";
@@ -64,14 +65,13 @@ Result<std::vector<std::pair<std::string, std::string>>> read_policy_files(const
   return files;
 }
 
-Result<pb::SignedBundle> BundleSigner::sign(const pb::PolicyBundle& bundle) const {
-  pb::SignedBundle out;
-  if (!bundle.SerializeToString(out.mutable_bundle())) return fail("bundle does not serialize");
-  std::string msg(kSignContext);
-  msg += out.bundle();
+namespace {
+Result<std::string> ed25519_sign(EVP_PKEY* key, std::string_view context, const std::string& data) {
+  std::string msg(context);
+  msg += data;
   EVP_MD_CTX* md = EVP_MD_CTX_new();
   std::size_t siglen = 0;
-  bool ok = md && EVP_DigestSignInit_ex(md, nullptr, nullptr, nullptr, nullptr, key_.get(), nullptr) == 1 &&
+  bool ok = md && EVP_DigestSignInit_ex(md, nullptr, nullptr, nullptr, nullptr, key, nullptr) == 1 &&
             EVP_DigestSign(md, nullptr, &siglen, reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
   std::string sig(siglen, '\0');
   ok = ok && EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &siglen,
@@ -79,11 +79,33 @@ Result<pb::SignedBundle> BundleSigner::sign(const pb::PolicyBundle& bundle) cons
   EVP_MD_CTX_free(md);
   if (!ok) return fail("Ed25519 signing failed: " + openssl_errors());
   sig.resize(siglen);
+  return sig;
+}
+}  // namespace
+
+Result<pb::SignedBundle> BundleSigner::sign(const pb::PolicyBundle& bundle) const {
+  pb::SignedBundle out;
+  if (!bundle.SerializeToString(out.mutable_bundle())) return fail("bundle does not serialize");
+  auto sig = ed25519_sign(key_.get(), kSignContext, out.bundle());
+  if (!sig) return std::unexpected(sig.error());
   auto id = key_id(key_.get());
   if (!id) return std::unexpected(id.error());
   out.set_digest(sha256_hex(out.bundle()));
   out.set_algorithm(pb::SIGNATURE_ALGORITHM_ED25519);
-  out.set_signature(std::move(sig));
+  out.set_signature(std::move(*sig));
+  out.set_key_id(*id);
+  return out;
+}
+
+Result<pb::SignedDelta> BundleSigner::sign(const pb::PolicyDelta& delta) const {
+  pb::SignedDelta out;
+  if (!delta.SerializeToString(out.mutable_delta())) return fail("delta does not serialize");
+  auto sig = ed25519_sign(key_.get(), kDeltaContext, out.delta());
+  if (!sig) return std::unexpected(sig.error());
+  auto id = key_id(key_.get());
+  if (!id) return std::unexpected(id.error());
+  out.set_algorithm(pb::SIGNATURE_ALGORITHM_ED25519);
+  out.set_signature(std::move(*sig));
   out.set_key_id(*id);
   return out;
 }
@@ -112,15 +134,8 @@ std::expected<pb::PolicyBundle, Refusal> BundleVerifier::verify(const pb::Signed
     return refuse(pb::NACK_CODE_BAD_SIGNATURE,
                   fmt::format("bundle signed by key {} but this appliance trusts key {}", sb.key_id(), key_id_),
                   "bundle.key_id");
-  std::string msg(kSignContext);
-  msg += sb.bundle();
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  bool ok = md && EVP_DigestVerifyInit_ex(md, nullptr, nullptr, nullptr, nullptr, key_.get(), nullptr) == 1 &&
-            EVP_DigestVerify(md, reinterpret_cast<const unsigned char*>(sb.signature().data()), sb.signature().size(),
-                             reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
-  EVP_MD_CTX_free(md);
-  openssl_errors();
-  if (!ok) return refuse(pb::NACK_CODE_BAD_SIGNATURE, "bundle signature does not verify (tampered or wrong signer)", "bundle.signature");
+  if (!signature_ok(kSignContext, sb.bundle(), sb.signature()))
+    return refuse(pb::NACK_CODE_BAD_SIGNATURE, "bundle signature does not verify (tampered or wrong signer)", "bundle.signature");
   if (sha256_hex(sb.bundle()) != sb.digest())
     return refuse(pb::NACK_CODE_DIGEST_MISMATCH, "bundle digest does not match its content", "bundle.digest");
   pb::PolicyBundle b;
@@ -138,6 +153,36 @@ std::expected<pb::PolicyBundle, Refusal> BundleVerifier::verify(const pb::Signed
     return refuse(pb::NACK_CODE_EXPIRED, fmt::format("bundle revision {} expired at {} (now {})", b.revision(), b.expires_at_unix(), now_unix),
                   "bundle.expires_at_unix");
   return b;
+}
+
+bool BundleVerifier::signature_ok(std::string_view context, const std::string& data, const std::string& sig) const {
+  std::string msg(context);
+  msg += data;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  bool ok = md && EVP_DigestVerifyInit_ex(md, nullptr, nullptr, nullptr, nullptr, key_.get(), nullptr) == 1 &&
+            EVP_DigestVerify(md, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                             reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
+  EVP_MD_CTX_free(md);
+  openssl_errors();  // clear the queue a failed verification leaves
+  return ok;
+}
+
+std::expected<pb::PolicyDelta, Refusal> BundleVerifier::verify(const pb::SignedDelta& sd) const {
+  auto refuse = [](pb::NackCode c, std::string m, std::string r) {
+    return std::unexpected(Refusal{c, std::move(m), std::move(r)});
+  };
+  if (sd.algorithm() != pb::SIGNATURE_ALGORITHM_ED25519)
+    return refuse(pb::NACK_CODE_BAD_SIGNATURE, "delta signature algorithm is not Ed25519", "delta.algorithm");
+  if (sd.key_id() != key_id_)
+    return refuse(pb::NACK_CODE_BAD_SIGNATURE,
+                  fmt::format("delta signed by key {} but this appliance trusts key {}", sd.key_id(), key_id_),
+                  "delta.key_id");
+  if (!signature_ok(kDeltaContext, sd.delta(), sd.signature()))
+    return refuse(pb::NACK_CODE_BAD_SIGNATURE, "delta signature does not verify (tampered or wrong signer)",
+                  "delta.signature");
+  pb::PolicyDelta d;
+  if (!d.ParseFromString(sd.delta())) return refuse(pb::NACK_CODE_MALFORMED, "signed delta does not parse", "delta.delta");
+  return d;
 }
 
 }  // namespace zt::cp

@@ -7,6 +7,7 @@
 
 #include "util.hpp"
 #include "zt/controlplane/bundle.hpp"
+#include "zt/controlplane/delta.hpp"
 #include "zt/controlplane/framing.hpp"
 #include "zt/controlplane/tls.hpp"
 #include "zt/controlplane/wrap.hpp"
@@ -107,6 +108,19 @@ std::expected<Update, Refusal> SyncClient::Impl::process(const v1::Push& push, s
   }
   if (policy->digest != b->source_digest())
     return refuse(v1::NACK_CODE_DIGEST_MISMATCH, "policy files do not match the bundle's source digest", "bundle.source_digest");
+  // The delta is checked, never applied: the full bundle below is what gets enforced. A delta
+  // from a revision this appliance does not enforce cannot be checked and is ignored (the
+  // manager sends one only to appliances that ACKed its base).
+  std::string delta_text;
+  if (push.has_delta()) {
+    auto d = verifier->verify(push.delta());
+    if (!d) return std::unexpected(d.error());
+    if (current && current->policy && d->base_revision() == current->revision) {
+      if (auto ok = check_delta(*d, *current->policy, current->revision, *policy, b->revision()); !ok)
+        return std::unexpected(ok.error());
+      delta_text = describe_delta(*d, *current->policy);
+    }
+  }
   auto snap = rules::compile(*policy, {.revision = b->revision()});
   if (!snap) {
     const auto& d = snap.error().front();
@@ -146,6 +160,8 @@ std::expected<Update, Refusal> SyncClient::Impl::process(const v1::Push& push, s
   u.expires_unix = b->expires_at_unix();
   u.snapshot = std::move(*snap);
   u.keys = std::move(*ring);
+  u.policy = std::make_shared<const rules::Policy>(std::move(*policy));
+  u.delta = std::move(delta_text);
   return u;
 }
 
@@ -240,6 +256,8 @@ PushOutcome SyncClient::handle_push(const std::string& serialized, std::int64_t 
       log(kWho, "cannot persist highest revision: {}", w.error().message);
     s.highest = u->revision;
   }
+  o.delta = u->delta;
+  if (!o.delta.empty()) o.delta_base = s.current->revision;
   s.current = std::move(*u);
   o.accepted = true;
   return o;
@@ -255,6 +273,7 @@ Result<void> SyncClient::run_session(const std::atomic<bool>& stop, std::size_t 
   v1::ClientMessage hello;
   hello.mutable_hello()->set_software(kSoftware);
   hello.mutable_hello()->set_highest_revision(s.highest);
+  hello.mutable_hello()->set_enforced_revision(s.current ? s.current->revision : 0);
   if (auto w = write_message(**c, hello); !w) return w;
   if (s.events.on_session) s.events.on_session(true, (*c)->peer_uri());
   std::size_t handled = 0;
@@ -313,7 +332,7 @@ Result<void> SyncClient::run_session(const std::atomic<bool>& stop, std::size_t 
     if (s.last.accepted) {
       reply.mutable_ack()->set_revision(s.last.revision);
       reply.mutable_ack()->set_nonce(m.push().nonce());
-      log(kWho, "applied revision {}", s.last.revision);
+      log(kWho, "applied revision {}{}", s.last.revision, s.last.delta.empty() ? "" : " (" + s.last.delta + ")");
     } else {
       auto* n = reply.mutable_nack();
       n->set_revision(m.push().revision());

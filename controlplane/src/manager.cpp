@@ -10,6 +10,7 @@
 
 #include "util.hpp"
 #include "zt/controlplane/bundle.hpp"
+#include "zt/controlplane/delta.hpp"
 #include "zt/controlplane/framing.hpp"
 #include "zt/controlplane/tls.hpp"
 #include "zt/controlplane/wrap.hpp"
@@ -50,15 +51,22 @@ void fill_credentials(v1::EnrolResponse& e, const Cert& cert, const std::string&
   e.set_domain(domain);
 }
 
-// (id, name) of every identity a published bundle's policy declares.
-using IdentityList = std::vector<std::pair<std::uint32_t, std::string>>;
-Result<IdentityList> bundle_identities(const v1::SignedBundle& sb) {
+// The policy a published bundle carries, parsed.
+Result<rules::Policy> bundle_policy(const v1::SignedBundle& sb) {
   v1::PolicyBundle b;
   if (!b.ParseFromString(sb.bundle())) return fail("published bundle does not parse");
   std::vector<std::pair<std::string, std::string>> files;
   for (const auto& f : b.files()) files.emplace_back(f.name(), f.content());
   auto policy = rules::parse_policy(files);
   if (!policy) return fail("published policy does not parse: " + rules::format(policy.error().front()));
+  return std::move(*policy);
+}
+
+// (id, name) of every identity a published bundle's policy declares.
+using IdentityList = std::vector<std::pair<std::uint32_t, std::string>>;
+Result<IdentityList> bundle_identities(const v1::SignedBundle& sb) {
+  auto policy = bundle_policy(sb);
+  if (!policy) return std::unexpected(policy.error());
   IdentityList out;
   for (const auto& i : policy->identities) out.emplace_back(i.id, i.name);
   return out;
@@ -132,6 +140,11 @@ struct Published {
   std::string source_digest;
   v1::SignedBundle bundle;
   IdentityList identities;  // agents get keys only for these
+  std::shared_ptr<const rules::Policy> policy;  // parsed source: the base of the next delta
+  // Signed delta from the previous revision (none for the first revision, or when the previous
+  // one could not be parsed); sent only to appliances that enforce its base revision.
+  std::optional<v1::SignedDelta> delta;
+  std::uint64_t delta_base = 0;
 };
 
 struct Manager::Impl {
@@ -172,7 +185,8 @@ struct Manager::Impl {
   void serve_enrol(std::unique_ptr<TlsConnection> c);
   void serve_agent(TlsConnection& c, const std::string& uri);
   bool renew(TlsConnection& c, const std::string& uri, const v1::RenewRequest& req);
-  Result<v1::Push> make_push(const Published& p, const std::string& uri, std::int64_t epoch);
+  // `enforced`: the revision the appliance enforces; the push carries the delta based on it.
+  Result<v1::Push> make_push(const Published& p, const std::string& uri, std::int64_t epoch, std::uint64_t enforced);
   std::int64_t current_epoch() const {
     return detail::now_unix_ns() / (static_cast<std::int64_t>(opts.epoch_length.count()) * 1'000'000'000);
   }
@@ -288,10 +302,27 @@ Result<std::uint64_t> Manager::Impl::reload(bool settle) {
   }
   auto sb = signer->sign(b);
   if (!sb) return std::unexpected(sb.error());
+  // What changed since the revision served so far (for logs and the appliances' cross-check).
+  std::optional<v1::SignedDelta> delta;
+  std::string delta_text;
+  if (published && published->policy) {
+    auto d = compute_delta(*published->policy, current, *policy, next);
+    auto sd = signer->sign(d);
+    if (!sd) return std::unexpected(sd.error());
+    delta = std::move(*sd);
+    delta_text = describe_delta(d, *published->policy);
+  }
   std::string bytes;
   sb->SerializeToString(&bytes);
   // Persist before serving: a revision number is never handed out twice, even after a crash.
   if (auto w = detail::write_atomic(opts.state_dir / "published.bundle", bytes); !w) return std::unexpected(w.error());
+  if (delta) {
+    if (auto w = detail::write_atomic(opts.state_dir / "published.delta", delta->SerializeAsString()); !w)
+      return std::unexpected(w.error());
+  } else {
+    std::error_code ec;
+    fs::remove(opts.state_dir / "published.delta", ec);
+  }
   if (auto w = detail::write_atomic(opts.state_dir / "revision", fmt::format("{}\n", next)); !w) return std::unexpected(w.error());
   auto p = std::make_shared<Published>();
   p->revision = next;
@@ -299,22 +330,28 @@ Result<std::uint64_t> Manager::Impl::reload(bool settle) {
   p->source_digest = policy->digest;
   p->bundle = std::move(*sb);
   for (const auto& i : policy->identities) p->identities.emplace_back(i.id, i.name);
+  p->delta = std::move(delta);
+  p->delta_base = p->delta ? current : 0;
+  p->policy = std::make_shared<const rules::Policy>(std::move(*policy));
   {
     std::lock_guard g(mu);
     published = std::move(p);
   }
   cv.notify_all();
   last_refused_digest.clear();
-  log(kWho, "published revision {} ({} files, {} tests passed, source digest {}, bundle digest {})", next, files->size(),
-      n_tests, policy->digest.substr(0, 16), published->bundle.digest().substr(0, 16));
+  log(kWho, "published revision {} ({} files, {} tests passed, source digest {}, bundle digest {}){}", next, files->size(),
+      n_tests, published->policy->digest.substr(0, 16), published->bundle.digest().substr(0, 16),
+      delta_text.empty() ? "" : "; " + delta_text);
   return next;
 }
 
-Result<v1::Push> Manager::Impl::make_push(const Published& p, const std::string& uri, std::int64_t epoch) {
+Result<v1::Push> Manager::Impl::make_push(const Published& p, const std::string& uri, std::int64_t epoch,
+                                          std::uint64_t enforced) {
   v1::Push push;
   push.set_revision(p.revision);
   push.set_nonce(detail::random_hex(12));
   *push.mutable_bundle() = p.bundle;
+  if (p.delta && p.delta_base == enforced) *push.mutable_delta() = *p.delta;
   auto* keys = push.mutable_keys();
   keys->set_domain(opts.domain);
   auto* sch = keys->mutable_schedule();
@@ -363,6 +400,7 @@ void Manager::Impl::serve_sync(std::unique_ptr<TlsConnection> c) {
         name, hello.hello().highest_revision(), published->revision);
   std::uint64_t sent_rev = 0;
   std::int64_t sent_epoch = -1;
+  std::uint64_t enforced = hello.hello().enforced_revision();  // follows its ACKs and NACKs
   while (!stopping.load()) {
     std::shared_ptr<const Published> p;
     {
@@ -371,7 +409,7 @@ void Manager::Impl::serve_sync(std::unique_ptr<TlsConnection> c) {
     }
     const std::int64_t epoch = current_epoch();
     if (p && (p->revision != sent_rev || epoch != sent_epoch)) {
-      auto push = make_push(*p, uri, epoch);
+      auto push = make_push(*p, uri, epoch, enforced);
       if (!push) {
         log(kWho, "{}: cannot build push: {}", name, push.error().message);
         return;
@@ -397,10 +435,13 @@ void Manager::Impl::serve_sync(std::unique_ptr<TlsConnection> c) {
         if (!reply.has_heartbeat()) break;
       }
       if (reply.has_ack() && reply.ack().nonce() == push->nonce()) {
-        log(kWho, "{} acknowledged revision {}", name, reply.ack().revision());
+        log(kWho, "{} acknowledged revision {}{}", name, reply.ack().revision(),
+            push->has_delta() ? fmt::format(" (with the delta from {})", enforced) : "");
+        enforced = reply.ack().revision();
         record_status(name, fmt::format("acked revision={} at={}", reply.ack().revision(), detail::now_unix()));
       } else if (reply.has_nack() && reply.nack().nonce() == push->nonce()) {
         const auto& n = reply.nack();
+        enforced = n.enforced_revision();
         log(kWho, "{} REFUSED revision {}: {} ({}) [{}]; it keeps enforcing revision {}", name, n.revision(),
             v1::NackCode_Name(n.code()), n.message(), n.resource(), n.enforced_revision());
         record_status(name, fmt::format("nacked revision={} code={} enforcing={} message={}", n.revision(),
@@ -621,7 +662,18 @@ Result<std::unique_ptr<Manager>> Manager::start(const ManagerOptions& opts) {
     p->expires_unix = b.expires_at_unix();
     p->source_digest = b.source_digest();
     p->bundle = std::move(sb);
-    if (auto ids = bundle_identities(p->bundle)) p->identities = std::move(*ids);
+    if (auto pol = bundle_policy(p->bundle)) {
+      for (const auto& i : pol->identities) p->identities.emplace_back(i.id, i.name);
+      p->policy = std::make_shared<const rules::Policy>(std::move(*pol));
+    }
+    // The delta that led to it, when it was persisted with it (see reload()).
+    v1::SignedDelta sd;
+    v1::PolicyDelta d;
+    if (auto db = detail::read_file(opts.state_dir / "published.delta");
+        db && sd.ParseFromString(*db) && d.ParseFromString(sd.delta()) && d.revision() == p->revision) {
+      p->delta_base = d.base_revision();
+      p->delta = std::move(sd);
+    }
     impl->published = std::move(p);
   }
   if (fs::exists(opts.state_dir / "revision")) {

@@ -172,7 +172,9 @@ def test_revisions_from_the_manager_are_applied_acked_kept_and_persisted(lab, tm
     # An edit of the policy (tests updated with it) becomes revision 2 on both ends.
     lab.edit("tests.yaml", TEST_8080, TEST_NO_8080)
     lab.edit("rules.yaml", RULES_8080, RULES_NO_8080)
-    gw.wait_log(r"ztgate: applied revision 2 from the manager")
+    # The push carried the signed delta from revision 1 (one rule's ports changed); ztgate
+    # checked it against both bundles and says what changed.
+    gw.wait_log(r"ztgate: applied revision 2 from the manager \(delta from 1: rules \+0 -0 ~1; ")
     wait_for(lambda: "gw1: acked revision=2" in lab.status(), 20, "gw1 acked 2 in ztmanager status")
 
     # A policy whose tests fail is never published, so never applied: ztgate stays at 2.
@@ -198,6 +200,8 @@ def test_revisions_from_the_manager_are_applied_acked_kept_and_persisted(lab, tm
     assert cp["enforced_revision"] == 2 and cp["highest_accepted_revision"] == 2, cp
     assert cp["last_reply"]["kind"] == "ack" and cp["last_reply"]["revision"] == 2, cp
     assert cp["acks"] >= 2 and cp["nacks"] == 0 and cp["last_nack"] is None, cp
+    assert cp["last_delta"]["revision"] == 2 and cp["last_delta"]["base_revision"] == 1, cp
+    assert cp["last_delta"]["summary"] == "delta from 1: rules +0 -0 ~1", cp
     assert cp["connected"] is False and cp["last_session_error"], cp
     assert cp["failed_closed"] is False, cp
 

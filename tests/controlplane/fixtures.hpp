@@ -74,13 +74,22 @@ inline const char* kDenySshTests = R"(tests:
   - {from: web-a, to: 10.10.0.2, proto: tcp, port: 22, expect: deny, rule: no-ssh}
 )";
 
+// The identities file after an edit: identity frontend-2 added, zone-b's prefix widened.
+inline const char* kIdentitiesEdited = R"(identities:
+  - {id: 1001, name: web-a, labels: {app: web}}
+  - {id: 1002, name: client-a, labels: {app: client}}
+  - {id: 2003, name: frontend-2, labels: {app: frontend}}
+segments:
+  - {name: zone-b, prefixes: [10.10.0.0/23], labels: {zone: b}}
+)";
+
 // Valid YAML, but its test expects the wrong verdict.
 inline const char* kFailingTests = R"(tests:
   - {from: client-a, to: 10.10.0.2, proto: tcp, port: 80, expect: allow}
 )";
 
-inline void write_policy(const fs::path& dir, const char* rules, const char* tests) {
-  write(dir / "identities.yaml", kIdentities);
+inline void write_policy(const fs::path& dir, const char* rules, const char* tests, const char* identities = kIdentities) {
+  write(dir / "identities.yaml", identities);
   write(dir / "rules.yaml", rules);
   write(dir / "tests.yaml", tests);
 }

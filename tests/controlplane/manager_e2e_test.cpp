@@ -170,6 +170,47 @@ TEST_F(EndToEnd, EnrolledApplianceReceivesRevisionNThenNPlusOneAndAcksBoth) {
   for (const auto& t : rules::run_tests(*client->current()->snapshot)) EXPECT_TRUE(t.passed) << t.message;
 }
 
+TEST_F(EndToEnd, NextRevisionCarriesTheSignedDeltaOfTheEditAndTheApplianceReportsIt) {
+  test::write_policy(root.path() / "policy", test::kDenySshRules, test::kDenySshTests);
+  ManagerProcess m(root.path());
+  auto client = enrolled(m, "gw1");
+  ASSERT_TRUE(client);
+  std::vector<PushOutcome> outcomes;
+  std::mutex mu;
+  client->set_events({.on_push = [&](const PushOutcome& o) {
+                        std::lock_guard g(mu);
+                        outcomes.push_back(o);
+                      },
+                      .on_session = {}});
+  auto session = std::async(std::launch::async, [&] { return client->run_session(stop, 2, 20'000ms); });
+  ASSERT_TRUE(eventually([&] { return status(m, "gw1").starts_with("acked revision=1"); })) << m.log();
+
+  // The operator adds identity frontend-2, widens zone-b and drops the no-ssh rule (and its test).
+  test::write_policy(root.path() / "policy", test::kAllowRules, test::kAllowTests, test::kIdentitiesEdited);
+  ASSERT_EQ(session.wait_for(20s), std::future_status::ready) << m.log();
+  auto r = session.get();
+  ASSERT_TRUE(r.has_value()) << r.error().message << "\n" << m.log();
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_TRUE(outcomes[0].accepted);
+  EXPECT_EQ(outcomes[0].delta, "");  // the first push has nothing to be a delta from
+  ASSERT_TRUE(outcomes[1].accepted) << outcomes[1].message << " [" << outcomes[1].resource << "]";
+  EXPECT_EQ(outcomes[1].revision, 2u);
+  EXPECT_EQ(outcomes[1].delta_base, 1u);
+  EXPECT_EQ(outcomes[1].delta, "delta from 1: +identity frontend-2 (2003), ~segment zone-b, rules +0 -1 ~0");
+  // The manager says the same when it publishes, and knows the appliance took the delta.
+  EXPECT_NE(m.log().find("published revision 2 ("), std::string::npos) << m.log();
+  EXPECT_NE(m.log().find("; delta from 1: +identity frontend-2 (2003), ~segment zone-b, rules +0 -1 ~0"), std::string::npos)
+      << m.log();
+  EXPECT_TRUE(eventually([&] { return m.log().find("gw1 acknowledged revision 2 (with the delta from 1)") != std::string::npos; }))
+      << m.log();
+
+  // A reconnect enforcing revision 2 gets revision 2 again, without a delta (its base is 1).
+  ASSERT_TRUE(client->run_session(stop, 1, 10'000ms).has_value()) << m.log();
+  EXPECT_TRUE(client->last_outcome().accepted) << client->last_outcome().message;
+  EXPECT_EQ(client->last_outcome().delta, "");
+  EXPECT_EQ(client->current()->revision, 2u);
+}
+
 TEST_F(EndToEnd, EnrolmentTokenWorksOnce) {
   ManagerProcess m(root.path());
   const std::string tok = m.token("gw1");

@@ -27,6 +27,8 @@ class BundleSigner {
  public:
   explicit BundleSigner(PkeyPtr key) : key_(std::move(key)) {}
   Result<pb::SignedBundle> sign(const pb::PolicyBundle& bundle) const;
+  // Signs a delta under its own context ("ztgate/delta/v1\0"), so neither passes for the other.
+  Result<pb::SignedDelta> sign(const pb::PolicyDelta& delta) const;
   Result<std::string> public_pem() const { return public_key_pem(key_.get()); }
 
  private:
@@ -50,8 +52,13 @@ class BundleVerifier {
   std::expected<pb::PolicyBundle, Refusal> verify(const pb::SignedBundle& signed_bundle,
                                                   std::uint64_t highest_accepted,
                                                   std::int64_t now_unix) const;
+  // Checks a delta's algorithm, key id and signature; returns it decoded (BAD_SIGNATURE or
+  // MALFORMED refusals with resource "delta.*"). Consistency with the bundles is delta.hpp's job.
+  std::expected<pb::PolicyDelta, Refusal> verify(const pb::SignedDelta& signed_delta) const;
 
  private:
+  bool signature_ok(std::string_view context, const std::string& data, const std::string& sig) const;
+
   std::shared_ptr<EVP_PKEY> key_;
   std::string key_id_;
   std::string domain_;

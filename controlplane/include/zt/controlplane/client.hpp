@@ -6,9 +6,10 @@
 //
 // Every push is checked (schema, Ed25519 signature over the exact bytes, digest, domain, expiry,
 // revision not lower than the highest ever accepted — persisted, so a replay after a restart is
-// refused too), compiled with zt::rules, its epoch secrets unwrapped with the pre-shared secret,
-// handed to the publisher, persisted as last known good, and only then ACKed. Any failure is a
-// NACK with a code, a message and the offending resource, and the previous update stays in force.
+// refused too), compiled with zt::rules, its signed delta (when it starts from the enforced
+// revision) checked against the two full policies (delta.hpp), its epoch secrets unwrapped with
+// the pre-shared secret, handed to the publisher, persisted as last known good, and only then
+// ACKed. Any failure is a NACK with a code, a message and the offending resource, and the previous update stays in force.
 #pragma once
 
 #include <atomic>
@@ -47,6 +48,13 @@ struct Update {
   std::int64_t expires_unix = 0;
   rules::SnapshotPtr snapshot;
   std::shared_ptr<const crypto::KeyRing> keys;
+  // The parsed source the snapshot was compiled from: the base the next push's delta is checked
+  // against.
+  std::shared_ptr<const rules::Policy> policy;
+  // "delta from 2: +identity frontend-2 (2003), ~segment zone-b, rules +1 -0 ~0" when the push
+  // carried a signed delta from the enforced revision and it matched both bundles; empty when
+  // the push carried none (first push, reconnect, a base this appliance does not enforce).
+  std::string delta;
 };
 
 // Returns an error to refuse the update (becomes NACK_CODE_PUBLISH_FAILED).
@@ -58,6 +66,9 @@ struct PushOutcome {
   int nack_code = 0;  // zt::cp::v1::NackCode
   std::string message;
   std::string resource;
+  // On ACK: Update::delta (empty without a verified delta) and its base revision.
+  std::string delta;
+  std::uint64_t delta_base = 0;
 };
 
 // "NACK_CODE_BAD_SIGNATURE" etc. for PushOutcome::nack_code.
