@@ -833,7 +833,7 @@ zt_cleanup() {
   [[ -z ${workdir:-} ]] || rm -rf "$workdir"
 }
 
-# Sourced (by perf/lab_throughput.sh): provide the functions only.
+# Sourced (by perf/lab_throughput.sh and perf/agent_throughput.sh): provide the functions only.
 [[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
 
 case ${1:-} in
