@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "eal_test_env.hpp"
 #include "packet_builder.hpp"
 #include "zt/dataplane/control.hpp"
 #include "zt/dataplane/pipeline.hpp"
@@ -39,14 +40,15 @@ rte_ring* g_tx[2] = {};  // what it sends out of port 0 / 1
 std::uint16_t g_port[2] = {};
 unsigned g_worker_lcore = 0;
 
-class EalEnvironment : public ::testing::Environment {
+// EAL on two lcores (the test drives a real worker on the second) and two ring-backed ports.
+class EalEnvironment : public test::EalEnvironment {
  public:
-  void SetUp() override {
-    const char* argv[] = {"control_test", "-l", "0-1", "--no-huge", "--no-pci", "--no-shconf",
-                          "-m", "256", "--log-level=lib.*:error"};
-    ASSERT_GE(rte_eal_init(static_cast<int>(std::size(argv)), const_cast<char**>(argv)), 0);
-    g_pool = rte_pktmbuf_pool_create("control_test", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    ASSERT_NE(g_pool, nullptr);
+  EalEnvironment()
+      : test::EalEnvironment({.program = "control_test", .lcores = "0-1", .memory_mb = "256", .mbufs = 4095},
+                             &g_pool) {}
+
+ protected:
+  void after_init() override {
     g_worker_lcore = rte_get_next_lcore(-1, 1, 0);
     ASSERT_LT(g_worker_lcore, RTE_MAX_LCORE) << "EAL gave no worker lcore";
     for (int p = 0; p < 2; ++p) {
@@ -64,7 +66,6 @@ class EalEnvironment : public ::testing::Environment {
       ASSERT_EQ(rte_eth_dev_start(g_port[p]), 0);
     }
   }
-  void TearDown() override { rte_eal_cleanup(); }
 };
 const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "eal_test_env.hpp"
 #include "packet_builder.hpp"
 #include "zt/dataplane/frag_table.hpp"
 #include "zt/dataplane/pipeline.hpp"
@@ -26,18 +27,8 @@ using test::PacketBuilder;
 
 rte_mempool* g_pool = nullptr;
 
-class EalEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    const char* argv[] = {"frag_table_test", "-l", "0", "--no-huge", "--no-pci", "--no-shconf",
-                          "-m", "128", "--log-level=lib.*:error"};
-    ASSERT_GE(rte_eal_init(static_cast<int>(std::size(argv)), const_cast<char**>(argv)), 0);
-    g_pool = rte_pktmbuf_pool_create("frag_test", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    ASSERT_NE(g_pool, nullptr);
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+const auto* const g_env =
+    ::testing::AddGlobalTestEnvironment(new test::EalEnvironment({.program = "frag_table_test"}, &g_pool));
 
 constexpr std::uint64_t kSecond = 1'000'000'000;  // the test clock ticks in ns
 constexpr std::int64_t kNow = 1'800'000'000LL * 1'000'000'000LL;

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eal_test_env.hpp"
 #include "packet_builder.hpp"
 #include "zt/crypto/keys.hpp"
 #include "zt/crypto/mint.hpp"
@@ -30,18 +31,8 @@ using test::PacketBuilder;
 
 rte_mempool* g_pool = nullptr;
 
-class EalEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    const char* argv[] = {"pipeline_test", "-l", "0", "--no-huge", "--no-pci", "--no-shconf",
-                          "-m", "256", "--log-level=lib.*:error"};
-    ASSERT_GE(rte_eal_init(static_cast<int>(std::size(argv)), const_cast<char**>(argv)), 0);
-    g_pool = rte_pktmbuf_pool_create("pipeline_test", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    ASSERT_NE(g_pool, nullptr);
-  }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new EalEnvironment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(
+    new test::EalEnvironment({.program = "pipeline_test", .memory_mb = "256", .mbufs = 8191}, &g_pool));
 
 constexpr std::uint32_t kWeb = 1001, kClient = 1002;
 // A fixed wall clock (ns), five minutes into a 15-minute key epoch.
