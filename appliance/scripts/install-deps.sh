@@ -10,9 +10,9 @@ pkgs=(
   dpdk dpdk-dev libipsec-mb-dev libhyperscan-dev libssl-dev libyaml-cpp-dev
   # control plane, CLI, logging, pcap
   libprotobuf-dev protobuf-compiler libboost-program-options-dev libfmt-dev
-  nlohmann-json3-dev libpcap-dev
+  nlohmann-json3-dev libpcap-dev prometheus-cpp-dev
   # tests
-  libgtest-dev libgmock-dev python3-scapy python3-pytest python3-cryptography tcpdump
+  libgtest-dev libgmock-dev python3-scapy python3-pytest python3-pytest-xdist python3-cryptography tcpdump
   # lab
   iproute2 iputils-ping ethtool iperf3 curl python3 procps
 )
