@@ -19,7 +19,13 @@
 // (forwarded, admitted, dropped by the expected reason, MACs computed), else exit 1.
 //
 // Usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] [--only TEXT]
+//                            [--stages]
 //   --only: run only the scenarios whose name contains TEXT (the pre-fill always runs)
+//   --stages: switch the pipeline's stage timing on and print, per scenario, the cycles/packet of
+//             each pass (parse, lookup, classify, verify, finish) and of tx; the TSC reads add a
+//             few cycles per burst, so the totals are then slightly above the untimed figures.
+// It also prints how much of the process's memory sits in transparent huge pages
+// (AnonHugePages of /proc/self/smaps) after set-up: the flow table and replay filter ask for them.
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
@@ -34,6 +40,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -179,6 +186,37 @@ Stats summarize(std::vector<double> v) {
   return {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
 }
 
+// Stage cycles so far (only counted while stage timing is on).
+std::array<std::uint64_t, dp::kStageCount> stage_cycles(const dp::WorkerCounters& c) {
+  std::array<std::uint64_t, dp::kStageCount> v{};
+  for (std::size_t s = 0; s < dp::kStageCount; ++s) v[s] = c.stages[s].cycles.get();
+  return v;
+}
+
+// "parse 40.1, lookup 80.2, ...": the cycles/packet of each stage between two readings.
+std::string stage_line(const std::array<std::uint64_t, dp::kStageCount>& a,
+                       const std::array<std::uint64_t, dp::kStageCount>& z, std::uint64_t pkts) {
+  std::string out;
+  for (std::size_t s = 0; s < dp::kStageCount; ++s) {
+    if (z[s] == a[s]) continue;
+    out += fmt::format("{}{} {:.1f}", out.empty() ? "" : ", ", dp::to_string(static_cast<dp::Stage>(s)),
+                       static_cast<double>(z[s] - a[s]) / static_cast<double>(pkts));
+  }
+  return out;
+}
+
+// kB of this process's memory in transparent huge pages (0 if /proc/self/smaps is unreadable).
+long anon_huge_kb() {
+  std::FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long total = 0, kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) total += kb;
+  std::fclose(f);
+  return total;
+}
+
 // What the counters must show after a scenario.
 struct Totals {
   std::uint64_t rx = 0, tx = 0, drops = 0, new_flows = 0, macs = 0;
@@ -303,6 +341,7 @@ struct Result {
   Stats cyc;
   double target = 0;  // cycles/pkt; 0: none
   std::string note;
+  std::string stages;  // --stages: cycles/packet per pass
 };
 
 bool check(const char* what, const Totals& a, const Totals& z, std::uint64_t pkts,
@@ -334,6 +373,7 @@ int main(int argc, char** argv) {
   unsigned runs = 7, pass = 8192, passes = 32;
   std::uint32_t nflows = 1'000'000;
   std::string only;
+  bool stages = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -348,8 +388,10 @@ int main(int argc, char** argv) {
       only = argv[++i];
     } else if (a == "--passes" && i + 1 < argc) {
       passes = static_cast<unsigned>(std::stoul(argv[++i]));
+    } else if (a == "--stages") {
+      stages = true;
     } else {
-      fmt::print(stderr, "usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] [--only TEXT]\n");
+      fmt::print(stderr, "usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] [--only TEXT] [--stages]\n");
       return 2;
     }
   }
@@ -424,6 +466,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   b.pipe = pipe->get();
+  b.pipe->set_stage_timing(stages);
   const double hz = static_cast<double>(rte_get_tsc_hz());
 
   fmt::print("pipeline_full_bench: 1 lcore, bursts of {}, verifier {}, TSC {:.0f} MHz\n",
@@ -431,6 +474,8 @@ int main(int argc, char** argv) {
   fmt::print("flow table: {} flows pre-admitted (capacity {}, {} MiB); {} runs of {} passes x {} "
              "packets; each established pass = {} distinct flows drawn from the whole table\n",
              nflows, pc.flows.capacity, b.pipe->flows().memory_bytes() >> 20, runs, passes, pass, pass);
+  fmt::print("replay filter {} MiB; transparent huge pages in use by the process: {} MiB\n",
+             crypto::size_replay_filter(pc.replay).bytes >> 20, anon_huge_kb() >> 10);
 
   // Pre-fill: admit nflows distinct tagged flows through the pipeline itself.
   {
@@ -518,6 +563,7 @@ int main(int argc, char** argv) {
   for (const auto& s : est) {
     if (!wanted(s.name)) continue;
     const Totals a = totals(b.c, *b.pipe);
+    const auto st0 = stage_cycles(b.c);
     std::vector<double> v;
     tagged_pass(b, next_flows(pass), s.size_of, s.cov);  // warm-up
     for (unsigned r = 0; r < runs; ++r) {
@@ -528,13 +574,14 @@ int main(int argc, char** argv) {
     const Totals z = totals(b.c, *b.pipe);
     const std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
     if (!check(s.name, a, z, n, n, 0, n, DropReason::none)) return 1;
-    results.push_back({s.name, summarize(v), s.target, ""});
+    results.push_back({s.name, summarize(v), s.target, "", stage_line(st0, stage_cycles(b.c), n)});
   }
   b.drain();
 
   // New tagged flows: every packet a never-seen 5-tuple, admitted; erased again outside the timing.
   if (wanted("new tagged flows, FULL, 64 B (admitted)")) {
     const Totals a = totals(b.c, *b.pipe);
+    const auto st0 = stage_cycles(b.c);
     std::uint32_t next = nflows;
     std::vector<double> v;
     for (unsigned r = 0; r <= runs; ++r) {  // r == 0: warm-up
@@ -558,7 +605,8 @@ int main(int argc, char** argv) {
     }
     const auto st = summarize(v);
     results.push_back({"new tagged flows, FULL, 64 B (admitted)", st, 0,
-                       fmt::format("{:.2f} M flows/s (target >= 1)", hz / st.median / 1e6)});
+                       fmt::format("{:.2f} M flows/s (target >= 1)", hz / st.median / 1e6),
+                       stage_line(st0, stage_cycles(b.c), n)});
     b.drain();
   }
 
@@ -588,6 +636,7 @@ int main(int argc, char** argv) {
       frames[j].resize(len);
     }
     const Totals a = totals(b.c, *b.pipe);
+    const auto st0 = stage_cycles(b.c);
     std::vector<double> v;
     frame_pass(b, frames);  // warm-up
     for (unsigned r = 0; r < runs; ++r) {
@@ -598,7 +647,8 @@ int main(int argc, char** argv) {
     const Totals z = totals(b.c, *b.pipe);
     const std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
     if (!check(s.name, a, z, n, 0, 0, s.mac ? n : 0, s.reason)) return 1;
-    results.push_back({s.name, summarize(v), s.target, fmt::format("all dropped: {}", rules::to_string(s.reason))});
+    results.push_back({s.name, summarize(v), s.target, fmt::format("all dropped: {}", rules::to_string(s.reason)),
+                       stage_line(st0, stage_cycles(b.c), n)});
   }
 
   fmt::print("\n{:<44} {:>10} {:>8} {:>8} {:>11} {:>8}  {}\n", "scenario", "cycles/pkt", "min", "max",
@@ -610,6 +660,7 @@ int main(int argc, char** argv) {
     if (verdict == "MISSED") missed = true;
     fmt::print("{:<44} {:>10.1f} {:>8.1f} {:>8.1f} {:>11.2f} {:>8}  {} {}\n", r.name, r.cyc.median,
                r.cyc.min, r.cyc.max, hz / r.cyc.median / 1e6, tgt, verdict, r.note);
+    if (!r.stages.empty()) fmt::print("{:<44} stages, cycles/pkt: {}\n", "", r.stages);
   }
   auto cost = [&](std::string_view name) {
     for (const auto& r : results)

@@ -150,8 +150,13 @@ ReplayFilter::Probe ReplayFilter::probe(const std::uint8_t* mac) const noexcept 
 }
 
 void ReplayFilter::prefetch(const std::uint8_t* mac) const noexcept {
-  const Probe pr = probe(mac);
-  const std::uint64_t* b = mem_ + pr.block * kFilters * kBlockWords;
+  // Only the block (the first multiply of probe()); the bit mask is computed at the check.
+  std::uint64_t lo, hi;
+  std::memcpy(&lo, mac, 8);
+  std::memcpy(&hi, mac + 8, 8);
+  const std::uint64_t h = mum(lo ^ seed_[0], hi ^ seed_[1]);
+  const auto block = static_cast<std::size_t>((static_cast<u128>(h) * sizing_.blocks_per_filter) >> 64);
+  const std::uint64_t* b = mem_ + block * kFilters * kBlockWords;
   for (std::size_t f = 0; f < kFilters; ++f) __builtin_prefetch(b + f * kBlockWords, 1, 3);
 }
 

@@ -64,6 +64,33 @@ TEST(ReplayFilter, StaleBlocksReadAsEmptyAfterRotation) {
   EXPECT_EQ(hits, 0u);
 }
 
+// Rotation is lazy (a block is reset when an insert of a newer period meets it): moving on to the
+// next period must not lose the two before it. A small filter makes every block shared by many keys.
+TEST(ReplayFilter, KeepsTheTwoEarlierPeriodsWhileTheFiltersRotate) {
+  auto f = make(2e3, 1e-4);
+  const std::int64_t start = (T0 / W) * W;
+  for (std::uint64_t i = 0; i < 2000; ++i) f.check_and_insert(mac_of(i), start);
+  for (std::uint64_t i = 2000; i < 4000; ++i) f.check_and_insert(mac_of(i), start + W);
+  for (std::uint64_t i = 4000; i < 6000; ++i) f.check_and_insert(mac_of(i), start + 2 * W);
+  std::size_t missing = 0;
+  for (std::uint64_t i = 0; i < 6000; ++i) missing += !f.contains(mac_of(i), start + 2 * W);
+  EXPECT_EQ(missing, 0u);
+  // A replay of a period-0 MAC at the end of period 2 is still caught and stays a replay.
+  EXPECT_TRUE(f.check_and_insert(mac_of(7), start + 3 * W - 1));
+}
+
+// The clock steps back by more than two periods (an operator sets it, NTP steps it): duplicates
+// at the stepped-back time must still be caught, whatever the blocks recorded "in the future".
+TEST(ReplayFilter, CatchesDuplicatesAfterTheClockStepsBack) {
+  auto f = make(2e3, 1e-4);
+  const std::int64_t start = (T0 / W) * W;
+  for (std::uint64_t i = 0; i < 4000; ++i) f.check_and_insert(mac_of(i), start + 10 * W);
+  for (std::uint64_t i = 10000; i < 10500; ++i) f.check_and_insert(mac_of(i), start);
+  std::size_t caught = 0;
+  for (std::uint64_t i = 10000; i < 10500; ++i) caught += f.check_and_insert(mac_of(i), start);
+  EXPECT_EQ(caught, 500u);
+}
+
 TEST(ReplayFilter, MeasuredFalseDropRateMeetsTheComputedBound) {
   const double pps = 200'000;
   auto f = make(pps, 1e-3);
