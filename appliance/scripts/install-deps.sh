@@ -13,6 +13,8 @@ pkgs=(
   nlohmann-json3-dev libpcap-dev prometheus-cpp-dev
   # tests
   libgtest-dev libgmock-dev python3-scapy python3-pytest python3-pytest-xdist python3-cryptography tcpdump
+  # clock jumps on the appliance (tests/component/test_resilience.py, libfaketime)
+  faketime
   # lab
   iproute2 iputils-ping ethtool iperf3 curl python3 procps
 )

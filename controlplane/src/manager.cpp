@@ -718,8 +718,13 @@ void Manager::run(const std::atomic<bool>& stop) {
   auto& s = *impl_;
   auto next_poll = std::chrono::steady_clock::now() + s.opts.poll_interval;
   while (!stop.load()) {
+    // Wait for connections at most until the next poll is due, so --poll-ms / --settle-ms below
+    // 50 ms are honoured (a burst of edits is published at the pace they were asked for).
+    const auto until_poll = std::chrono::duration_cast<std::chrono::milliseconds>(
+        next_poll - std::chrono::steady_clock::now());
+    const auto wait = std::clamp(until_poll, 0ms, 50ms);
     for (auto* l : {&*s.sync_listener, &*s.enrol_listener}) {
-      int fd = l->accept(l == &*s.sync_listener ? 50ms : 0ms);
+      int fd = l->accept(l == &*s.sync_listener ? wait : 0ms);
       if (fd < 0) continue;
       const bool sync = l == &*s.sync_listener;
       auto& active = sync ? s.sync_active : s.enrol_active;

@@ -97,7 +97,12 @@ bool ipv4_checksum_ok(const std::uint8_t* p, std::uint32_t len) noexcept {
   return sum == 0xFFFF;
 }
 
-// Options are walked so a length that runs past the header is caught; their meaning is left
+constexpr std::uint8_t kOptLsrr = 0x83;  // loose source and record route (RFC 791)
+constexpr std::uint8_t kOptSsrr = 0x89;  // strict source and record route
+
+// Options are walked so a length that runs past the header is caught. Source routes are refused:
+// the packet's real destination is the last address of the option, not the header's, so policy
+// would judge the wrong flow (RFC 7126 §4.3-4.4 advises dropping them). Other options are left
 // to policy (the worker sees ipv4_options).
 DropReason check_ipv4_options(const std::uint8_t* hdr, std::uint32_t ihl) noexcept {
   std::uint32_t i = kIpv4HdrLen;
@@ -111,6 +116,7 @@ DropReason check_ipv4_options(const std::uint8_t* hdr, std::uint32_t ihl) noexce
     if (i + 1 >= ihl) return DropReason::ipv4_bad_options;
     const std::uint32_t len = hdr[i + 1];
     if (len < 2 || i + len > ihl) return DropReason::ipv4_bad_options;
+    if (type == kOptLsrr || type == kOptSsrr) return DropReason::ip_source_route;
     i += len;
   }
   return DropReason::none;
@@ -136,6 +142,9 @@ DropReason parse_ipv4(const Reader& r, std::uint32_t off, std::uint32_t end, boo
   if (exact ? total != room : total > room) return DropReason::ipv4_bad_total_length;
   if (off + ihl > r.window()) return DropReason::header_chain_too_long;
   if (!ipv4_checksum_ok(p, ihl)) return DropReason::ipv4_bad_checksum;
+  // A bump in the wire does not decrement TTL, so 1 passes (the next hop decides); 0 was never
+  // forwarded by a router and only exists to confuse whoever inspects it.
+  if (p[8] == 0) return DropReason::ip_ttl_zero;
   if (ihl > kIpv4HdrLen) {
     ZT_TRY(check_ipv4_options(p, ihl));
     l.ipv4_options = true;
@@ -184,6 +193,8 @@ DropReason parse_ipv6(const Reader& r, std::uint32_t off, std::uint32_t end, boo
   if (exact ? kIpv6HdrLen + plen != room : kIpv6HdrLen + plen > room)
     return DropReason::ipv6_bad_payload_length;
 
+  if (p[7] == 0) return DropReason::ip_ttl_zero;  // as for IPv4
+
   l.version = 6;
   l.l3_off = static_cast<std::uint16_t>(off);
   l.ttl = p[7];
@@ -231,6 +242,10 @@ DropReason parse_ipv6(const Reader& r, std::uint32_t off, std::uint32_t end, boo
     if (nh == kIp6Ah && len < kAhMinLen) return DropReason::ipv6_bad_ext_header;
     ZT_TRY(r.need(cur, len, dgram_end, short_reason));
     if (nh == kIp6Routing && q[2] == 0) return DropReason::ipv6_routing_type0;
+    // Any other routing header with segments left sends the packet on to an address policy
+    // never looked at (SRv6, RPL, Mobile IPv6): the IPv6 form of a source route. (A routing
+    // header is at least 8 bytes, checked just above.)
+    if (nh == kIp6Routing && q[3] != 0) return DropReason::ip_source_route;
     nh = q[0];
     cur += len;
   }
@@ -238,6 +253,17 @@ DropReason parse_ipv6(const Reader& r, std::uint32_t off, std::uint32_t end, boo
   l.l4_off = static_cast<std::uint16_t>(cur);
   l.l4_len = dgram_end - cur;
   return DropReason::none;
+}
+
+// Flag combinations some stack sends. Without ACK only a SYN (opening) or a RST (refusing) is
+// legitimate (RFC 9293: every segment after the SYN carries ACK); SYN+RST means different things to
+// different receivers, which is what evasion wants. SYN+FIN is left to the flow table
+// (`tcp_bad_state`), which refuses it in every state.
+constexpr bool tcp_flags_plausible(std::uint8_t f) noexcept {
+  constexpr std::uint8_t kSyn = 0x02, kRst = 0x04, kAck = 0x10;
+  const bool syn = f & kSyn, rst = f & kRst, ack = f & kAck;
+  if (syn && rst) return false;
+  return ack || syn || rst;
 }
 
 // The L4 header of a whole datagram, or of the first fragment of one: then the header must be
@@ -258,6 +284,7 @@ DropReason parse_l4(const Reader& r, IpLayer& l) noexcept {
       l.sport = load16(p);
       l.dport = load16(p + 2);
       l.tcp_flags = p[13];
+      if (!tcp_flags_plausible(l.tcp_flags)) return DropReason::tcp_bad_flags;
       l.l4_hdr_len = static_cast<std::uint8_t>(doff);
       return DropReason::none;
     }

@@ -249,7 +249,6 @@ TEST(CaptureReplay, DropsSomethingInEveryCaptureNamedForAMalformation) {
 
 TEST(CaptureReplay, ParsesEveryPacketOfCleanCaptures) {
   for (const char* name : {
-           "snort3_demo/codecs/udp_checksum/ip6_cks.pcap",
            "snort3_demo/codecs/vlan/double_tagging_0x88A8_0x8100.pcap",
            "snort3_demo/inspectors/normalizer/syn_syn.pcap",
            "tcpdump/802.1ad_QinQ.pcap",
@@ -259,7 +258,6 @@ TEST(CaptureReplay, ParsesEveryPacketOfCleanCaptures) {
            "tcpdump/vxlan.pcap",
            "zeek/http-qinq-0.pcap",
            "zeek/ipv4/fragmented-3.pcap",
-           "zeek/ipv4/fragmented-4.pcap",
            "zeek/ipv6-fragmented-dns.pcap",
            "zeek/tcp/handshake-reorder.pcap",
            "zeek/tcp/payload-syn.pcap",  // raw IP link type
@@ -295,6 +293,10 @@ TEST(CaptureReplay, NamesTheExpectedReasonInKnownHostileCaptures) {
            {"tcpdump/LINKTYPE_IPV4_invalid.pcap", DropReason::ipv4_bad_version, 1},
            {"tcpdump/LINKTYPE_IPV6_invalid.pcap", DropReason::ipv6_bad_version, 1},
            {"tcpdump/ipv6-bad-version.pcap", DropReason::ipv6_bad_version, 2},
+           // Crafted TCP segments without ACK that are neither SYN nor RST (no flags, a bare FIN):
+           // no stack sends them after the SYN (RFC 9293).
+           {"snort3_demo/codecs/udp_checksum/ip6_cks.pcap", DropReason::tcp_bad_flags, 2},
+           {"zeek/ipv4/fragmented-4.pcap", DropReason::tcp_bad_flags, 2},
            // These Geneve captures carry Ethernet, not IP: nothing an identity tag can bind.
            {"tcpdump/geneve.pcap", DropReason::geneve_inner_unsupported, 39},
            {"zeek/pppoe-over-qinq.pcap", DropReason::ethertype_unsupported, 86},

@@ -805,5 +805,57 @@ TEST(Parser, NeverReadsPastAWindowShorterThanTheContract) {
             DropReason::header_chain_too_long);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Evasion shapes (tests/component/test_evasion.py runs the same through the real ztgate)
+
+TEST(Parser, DropsTtlZeroAndHopLimitZeroButAcceptsOne) {
+  EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4({.ttl = 0}).tcp().build()), DropReason::ip_ttl_zero);
+  EXPECT_EQ(parse(PacketBuilder{}.eth().ipv6({.hop_limit = 0}).tcp().build()),
+            DropReason::ip_ttl_zero);
+  ParsedPacket p;
+  EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4({.ttl = 1}).tcp().build(), p), DropReason::none);
+  EXPECT_EQ(p.outer.ttl, 1);
+  EXPECT_EQ(parse(PacketBuilder{}.eth().ipv6({.hop_limit = 1}).tcp().build()), DropReason::none);
+}
+
+TEST(Parser, DropsTtlZeroInsideGeneve) {
+  PacketBuilder b;
+  b.eth().ipv4().udp({.sport = 50000, .dport = dp::kGenevePort}).geneve().ipv4({.ttl = 0}).tcp();
+  EXPECT_EQ(parse(b.build()), DropReason::ip_ttl_zero);
+}
+
+TEST(Parser, DropsIpv4LooseAndStrictSourceRoutes) {
+  for (const std::uint8_t type : {0x83, 0x89}) {
+    const Bytes opts{1, type, 7, 4, 10, 0, 0, 3};  // NOP, then a route through 10.0.0.3
+    EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4({.options = opts}).tcp().build()),
+              DropReason::ip_source_route)
+        << "option " << int{type};
+  }
+}
+
+TEST(Parser, DropsIpv6RoutingHeaderWithSegmentsLeftButAcceptsASpentOne) {
+  for (const std::uint8_t rt : {2, 3, 4}) {
+    auto f = PacketBuilder{}.eth().ipv6().ipv6_ext({.type = 43, .len = 24, .routing_type = rt})
+                 .tcp().build();
+    EXPECT_EQ(parse(f), DropReason::none) << "type " << int{rt} << ", segments left 0";
+    f[14 + 40 + 3] = 1;  // segments left
+    EXPECT_EQ(parse(f), DropReason::ip_source_route) << "type " << int{rt};
+  }
+}
+
+TEST(Parser, DropsTcpFlagCombinationsNoStackSends) {
+  constexpr int F = 0x01, S = 0x02, R = 0x04, P = 0x08, A = 0x10, U = 0x20;
+  for (const int flags : {S | R, S | R | A, 0, F, F | P | U, P, U}) {
+    EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4().tcp({.flags = static_cast<std::uint8_t>(flags)}).build()),
+              DropReason::tcp_bad_flags)
+        << "flags 0x" << std::hex << flags;
+  }
+  // SYN+FIN parses: the flow table refuses it in every state (tcp_bad_state).
+  for (const int flags : {S, S | A, A, F | A, R, R | A, P | A, S | F, S | 0xC0}) {
+    EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4().tcp({.flags = static_cast<std::uint8_t>(flags)}).build()), DropReason::none)
+        << "flags 0x" << std::hex << flags;
+  }
+}
+
 }  // namespace
 }  // namespace zt::test

@@ -26,6 +26,10 @@ namespace zt::rules {
   X(ipv4_bad_options, "IPv4 options are malformed (length runs past the header)")               \
   X(ipv4_reserved_flag, "IPv4 reserved flag bit (RFC 791: must be zero) is set")                \
   X(ipv4_bad_fragment, "IPv4 fragment offset and length run past 65535 bytes")                  \
+  X(ip_ttl_zero, "IPv4 TTL or IPv6 hop limit 0: no router forwards it, so it was crafted")      \
+  X(ip_source_route,                                                                            \
+    "source-routed (IPv4 LSRR/SSRR option, IPv6 routing header with segments left): the "       \
+    "destination policy sees is not the final one")                                             \
   X(ipv4_bad_fragment_size,                                                                     \
     "IPv4 fragment is empty, not a multiple of 8 bytes before the last, or TCP at offset 8")    \
   /* IPv6 */                                                                                    \
@@ -52,6 +56,8 @@ namespace zt::rules {
   /* L4 */                                                                                      \
   X(tcp_truncated, "TCP header cut off by the end of the segment")                              \
   X(tcp_bad_offset, "TCP data offset below 5 words or past the segment")                        \
+  X(tcp_bad_flags,                                                                              \
+    "TCP flags no stack sends (SYN+RST; no ACK without SYN or RST: null, FIN, xmas scans)")      \
   X(udp_truncated, "UDP header cut off by the end of the datagram")                             \
   X(udp_bad_length, "UDP length disagrees with the IP payload length")                          \
   X(icmp_truncated, "ICMP/ICMPv6 header cut off by the end of the packet")                      \
@@ -109,7 +115,15 @@ namespace zt::rules {
     "TCP segment ahead of the inspected L7 stream (a gap); dropped so the sender retransmits")  \
   X(l7_not_ready, "no L7 scratch prepared for this policy on this worker; L7 flows refused")   \
   X(no_policy, "no policy is loaded; new flows fail closed")                                    \
-  X(policy_expired, "the policy or its keys expired without an update; new flows fail closed")
+  X(policy_expired, "the policy or its keys expired without an update; new flows fail closed") \
+  /* volumetric filtering (dataplane/README.md "Volumetric") */                                 \
+  X(rate_limited, "over the rate class (pps or bps) of its rule for this identity")             \
+  X(source_rate_limited, "untagged or invalid-tag packet over its source prefix's packet limit") \
+  X(blocklisted, "source prefix on the dynamic blocklist (heavy hitter or tag-failure flooder)") \
+  X(new_flow_rate_limited, "over the per-source or global new-flow rate")                       \
+  X(admission_watermark,                                                                        \
+    "flow table above its watermark: only MAC-verified identities may open new flows")          \
+  X(overload_shed, "worker behind (RX bursts full): new untagged flows shed first")
 
 enum class DropReason : std::uint16_t {
   none = 0,
