@@ -1,5 +1,6 @@
 #include "zt/dataplane/control.hpp"
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_ring.h>
@@ -53,6 +54,9 @@ std::string_view to_string(CommandKind k) noexcept {
     case CommandKind::reset_counters: return "reset counters";
     case CommandKind::stage_timing: return "stage timing";
     case CommandKind::trace: return "trace";
+    case CommandKind::dump_blocklist: return "dump blocklist";
+    case CommandKind::dump_top_talkers: return "dump top talkers";
+    case CommandKind::clear_blocklist: return "clear blocklist";
   }
   return "unknown command";
 }
@@ -114,6 +118,19 @@ unsigned WorkerMailbox::service(Pipeline& p, WorkerCounters& c) noexcept {
 bool WorkerMailbox::step(Pipeline& p, WorkerCounters& c) noexcept {
   switch (cur_.kind) {
     case CommandKind::reset_counters: c.reset(); return true;
+    case CommandKind::dump_blocklist:
+      cur_.result->count = p.volumetric().dump_blocklist(cur_.vol_out, cur_.out_capacity, rte_rdtsc(), rte_get_tsc_hz());
+      return true;
+    case CommandKind::dump_top_talkers:
+      cur_.result->count = p.volumetric().dump_top(cur_.vol_out, cur_.out_capacity);
+      return true;
+    case CommandKind::clear_blocklist: {
+      const auto& a = cur_.filter.address;
+      cur_.result->count = p.volumetric().clear_blocklist(a ? a->bytes.data() : nullptr,
+                                                          a ? (a->v6 ? 6 : 4) : 0,
+                                                          static_cast<std::uint8_t>(cur_.arg), rte_rdtsc());
+      return true;
+    }
     case CommandKind::stage_timing: p.set_stage_timing(cur_.arg != 0); return true;
     case CommandKind::trace:
       p.trace(cur_.arg, trace_);
@@ -180,6 +197,18 @@ void Control::set_ports(const std::array<std::uint16_t, kMaxPorts>& ids,
 
 void Control::publish(std::shared_ptr<const Snapshot> s) {
   std::lock_guard lock(publish_mu_);
+  publish_locked(std::move(s));
+}
+
+void Control::publish_locked(std::shared_ptr<const Snapshot> s) {
+  // The volumetric limits in force ride with every snapshot; a plan built for another policy
+  // (a copied snapshot) is rebuilt, since its rule → rate class map belongs to that policy.
+  if (s && (!s->volumetric || s->volumetric->policy != s->policy.get())) {
+    auto copy = std::make_shared<Snapshot>(*s);
+    copy->volumetric = make_volumetric_plan(s->volumetric ? s->volumetric->cfg : cfg_.volumetric, s->policy.get(),
+                                            worker_count(), rte_get_tsc_hz());
+    s = std::move(copy);
+  }
   prepare_error_.clear();
   if (s)
     for (auto& w : workers_)
@@ -239,13 +268,16 @@ std::expected<Control::Ticket, std::string> Control::post(unsigned worker, Comma
   p.seq = w.next_seq;
   p.result = std::make_unique<CommandResult>();
   if (kind == CommandKind::dump_flows && dump_capacity != 0) p.out = std::make_unique<FlowRecord[]>(dump_capacity);
+  if ((kind == CommandKind::dump_blocklist || kind == CommandKind::dump_top_talkers) && dump_capacity != 0)
+    p.vol_out = std::make_unique<VolumetricEntry[]>(dump_capacity);
   Command cmd;
   cmd.seq = p.seq;
   cmd.kind = kind;
   cmd.filter = f;
   cmd.arg = arg;
   cmd.out = p.out.get();
-  cmd.out_capacity = p.out ? dump_capacity : 0;
+  cmd.out_capacity = p.out || p.vol_out ? dump_capacity : 0;
+  cmd.vol_out = p.vol_out.get();
   cmd.result = p.result.get();
   if (!w.mailbox->post(cmd))
     return std::unexpected(fmt::format("{} has {} commands waiting in its mailbox and takes no more: it is "
@@ -278,6 +310,8 @@ std::expected<Control::Reply, std::string> Control::wait(const Ticket& t, std::c
   r.result = *it->result;
   if (it->out) r.flows.assign(it->out.get(), it->out.get() + r.result.count);
   for (auto& f : r.flows) f.worker = t.worker;
+  if (it->vol_out) r.entries.assign(it->vol_out.get(), it->vol_out.get() + r.result.count);
+  for (auto& e : r.entries) e.worker = t.worker;
   w.pending.erase(it);
   reap(w);
   return r;
@@ -355,6 +389,84 @@ std::size_t Control::drain_trace(std::vector<TraceRecord>& out, std::size_t max)
       const auto want = static_cast<unsigned>(std::min<std::size_t>(std::size(buf), max - n));
       const unsigned got = w.mailbox->drain_trace(buf, want);
       if (got == 0) break;
+      out.insert(out.end(), buf, buf + got);
+      n += got;
+    }
+  }
+  return n;
+}
+
+// ---- volumetric filtering ------------------------------------------------------------------
+
+VolumetricConfig Control::volumetric() const {
+  std::lock_guard lock(publish_mu_);
+  return cfg_.volumetric;
+}
+
+std::expected<void, std::string> Control::set_volumetric(const VolumetricConfig& cfg) {
+  if (auto v = validate(cfg); !v) return v;
+  std::lock_guard lock(publish_mu_);
+  cfg_.volumetric = cfg;
+  if (auto cur = snapshots_->current_owner(); cur) {
+    auto copy = std::make_shared<Snapshot>(*cur);
+    copy->volumetric = make_volumetric_plan(cfg, cur->policy.get(), worker_count(), rte_get_tsc_hz());
+    publish_locked(std::move(copy));
+  }
+  return {};
+}
+
+std::expected<std::vector<VolumetricEntry>, std::string> Control::blocklist(
+    std::size_t max, std::optional<std::chrono::milliseconds> timeout) {
+  std::vector<VolumetricEntry> out;
+  const auto cap = static_cast<std::uint32_t>(std::clamp<std::size_t>(max, 1, 1U << 16));
+  auto r = all(CommandKind::dump_blocklist, {}, 0, cap, timeout, [&](Reply& rep) {
+    for (auto& e : rep.entries)
+      if (out.size() < max) out.push_back(e);
+  });
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+std::expected<std::vector<VolumetricEntry>, std::string> Control::top_talkers(
+    std::size_t max, std::optional<std::chrono::milliseconds> timeout) {
+  std::vector<VolumetricEntry> out;
+  auto r = all(CommandKind::dump_top_talkers, {}, 0, 256, timeout, [&](Reply& rep) {
+    for (auto& e : rep.entries) {  // the same prefix on several workers: summed
+      auto it = std::find_if(out.begin(), out.end(), [&](const VolumetricEntry& o) {
+        return o.version == e.version && o.prefix_len == e.prefix_len && o.prefix == e.prefix;
+      });
+      if (it == out.end()) out.push_back(e);
+      else it->packets += e.packets;
+    }
+  });
+  if (!r) return std::unexpected(r.error());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.packets > b.packets; });
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
+std::expected<std::uint64_t, std::string> Control::clear_blocklist(std::optional<rules::IpPrefix> prefix,
+                                                                   std::optional<std::chrono::milliseconds> timeout) {
+  FlowFilter f;
+  if (prefix) f.address = prefix->addr;
+  std::uint64_t n = 0;
+  auto r = all(CommandKind::clear_blocklist, f, prefix ? prefix->len : 0, 0, timeout,
+               [&](const Reply& rep) { n += rep.result.count; });
+  if (!r) return std::unexpected(r.error());
+  return n;
+}
+
+std::size_t Control::drain_flow_logs(std::vector<FlowLogRecord>& out, std::size_t max) {
+  std::lock_guard lock(command_mu_);
+  std::size_t n = 0;
+  FlowLogRecord buf[64];
+  for (unsigned wi = 0; wi < workers_.size(); ++wi) {
+    Pipeline* p = workers_[wi].info.pipeline;
+    while (p != nullptr && n < max) {
+      const auto want = static_cast<unsigned>(std::min<std::size_t>(std::size(buf), max - n));
+      const unsigned got = p->drain_flow_logs(buf, want);
+      if (got == 0) break;
+      for (unsigned k = 0; k < got; ++k) buf[k].worker = static_cast<std::uint8_t>(wi);
       out.insert(out.end(), buf, buf + got);
       n += got;
     }

@@ -75,7 +75,8 @@ void WorkerCounters::reset() noexcept {
     for (auto& x : *a) x.reset();
   for (auto& d : drops) d.reset();
   for (auto* x : {&new_flows, &audit_flows, &revoked_flows, &idle_polls, &busy_cycles,
-                  &trace_records, &trace_lost})
+                  &trace_records, &trace_lost, &blocklist_added, &overload_bursts, &flow_logs,
+                  &flow_logs_suppressed})
     x->reset();
   for (auto& k : classes) k.packets.reset(), k.dropped.reset();
   for (auto& st : stages) st.calls.reset(), st.packets.reset(), st.cycles.reset();
@@ -131,6 +132,10 @@ CounterSnapshot::Worker copy_worker(const WorkerCounters& c, unsigned lcore, uns
   w.trace_records = c.trace_records.get();
   w.trace_lost = c.trace_lost.get();
   w.commands = c.commands.get();
+  w.blocklist_added = c.blocklist_added.get();
+  w.overload_bursts = c.overload_bursts.get();
+  w.flow_logs = c.flow_logs.get();
+  w.flow_logs_suppressed = c.flow_logs_suppressed.get();
   const auto copy_rule = [](const RuleSlot& s, CounterSnapshot::Worker::Rule& r) {
     r.flows_admitted = s.flows_admitted.get();
     r.flows_denied = s.flows_denied.get();
@@ -283,6 +288,14 @@ std::string format_counters(const CounterSnapshot& s) {
   for (const auto& w : s.workers) traced += w.trace_records, lost += w.trace_lost;
   if (traced != 0 || lost != 0)
     out += fmt::format("\ntrace: {} records written, {} lost to a full trace ring\n", traced, lost);
+  std::uint64_t blocked = 0, overload = 0, logs = 0, suppressed = 0;
+  for (const auto& w : s.workers)
+    blocked += w.blocklist_added, overload += w.overload_bursts, logs += w.flow_logs,
+        suppressed += w.flow_logs_suppressed;
+  if (blocked != 0 || overload != 0)
+    out += fmt::format("\nvolumetric: {} sources blocklisted, {} bursts decided while behind\n", blocked, overload);
+  if (logs != 0 || suppressed != 0)
+    out += fmt::format("\nflow logs: {} records, {} suppressed (rate limit or full ring)\n", logs, suppressed);
   out += fmt::format("\ntotal: received {} = forwarded {} + dropped {}\n", s.rx_total(),
                      s.tx_total(), s.dropped_total());
   return out;
@@ -338,6 +351,12 @@ std::string counters_to_json(const CounterSnapshot& s) {
   }
   j["stages"] = stages_json(all_stages);
   j["trace"] = {{"records", traced}, {"lost", lost}};
+  std::uint64_t blocked = 0, overload = 0, logs = 0, suppressed = 0;
+  for (const auto& w : s.workers)
+    blocked += w.blocklist_added, overload += w.overload_bursts, logs += w.flow_logs,
+        suppressed += w.flow_logs_suppressed;
+  j["volumetric"] = {{"blocklist_added", blocked}, {"overload_bursts", overload}};
+  j["flow_logs"] = {{"written", logs}, {"suppressed", suppressed}};
   nlohmann::json ports = nlohmann::json::array();
   for (unsigned p = 0; p < s.ports.size() && p < kMaxPorts; ++p) {
     nlohmann::json pj;
@@ -375,6 +394,8 @@ std::string counters_to_json(const CounterSnapshot& s) {
     wj["stages"] = stages_json(w.stages);
     wj["trace"] = {{"records", w.trace_records}, {"lost", w.trace_lost}};
     wj["commands"] = w.commands;
+    wj["volumetric"] = {{"blocklist_added", w.blocklist_added}, {"overload_bursts", w.overload_bursts}};
+    wj["flow_logs"] = {{"written", w.flow_logs}, {"suppressed", w.flow_logs_suppressed}};
     workers.push_back(wj);
   }
   j["workers"] = workers;

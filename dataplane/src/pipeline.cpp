@@ -1,13 +1,18 @@
 #include "zt/dataplane/pipeline.hpp"
 
 #include <rte_cycles.h>
+#include <rte_errno.h>
 #include <rte_ether.h>
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 
+#include <fmt/format.h>
+
+#include "zt/dataplane/capture.hpp"
 #include "zt/dataplane/mbuf_parser.hpp"
 
 namespace zt::dp {
@@ -20,7 +25,7 @@ constexpr std::uint8_t kFlagTagged = 1;  // opened with a tag: the initiator mus
 constexpr std::uint8_t kFlagHdrOk = 2;   // the admitting rule accepts HDR coverage
 constexpr std::uint8_t kFlagAudit = 4;   // admitted as an audit (would-deny) flow
 constexpr std::uint8_t kTcp = 6;
-constexpr std::uint8_t kSyn = 0x02, kAck = 0x10;
+constexpr std::uint8_t kFin = 0x01, kSyn = 0x02, kAck = 0x10;
 
 // TagReject → DropReason, by name (crypto/ may not see rules/), computed at compile time.
 constexpr auto kTagDrop = [] {
@@ -58,6 +63,8 @@ struct Pkt {
   std::uint32_t rule = 0;
   std::uint32_t frag = kNoFrag;  // its datagram's entry in the fragment table
   bool frag_later = false;       // a non-first fragment: follows its first one (pass 5)
+  std::uint16_t rate_class = rules::kNoRateClass;  // metered: checked in pass 3, consumed in 5
+  std::uint32_t meter_id = 0;                      // the identity whose bucket it is
 };
 
 // Who sent it, as far as this packet tells (counters.hpp, IdentityClass).
@@ -118,6 +125,65 @@ inline std::uint8_t verdict_flags(const rules::Verdict& v, bool tagged) noexcept
 inline void count_drop(WorkerCounters& c, DropReason r) noexcept {
   c.drops[static_cast<std::size_t>(r)].inc();
 }
+inline void count_drop_n(WorkerCounters& c, DropReason r, unsigned n) noexcept {
+  c.drops[static_cast<std::size_t>(r)].add(n);
+}
+
+// One flow-log record (flow_log.hpp), if the worker's flow-log bucket has a token and the ring
+// room; otherwise counted as suppressed. Only refused or audited new flows get here.
+void flow_log(rte_ring* ring, Volumetric& vol, const VolumetricPlan* vp, const IpLayer& l,
+              std::uint32_t identity, std::uint32_t rule, bool has_rule, DropReason reason,
+              FlowLogKind kind, const BurstClock& clk, std::uint64_t revision, WorkerCounters& c) noexcept {
+  if (ring == nullptr || vp == nullptr) return;
+  if (!vol.flow_log_token(*vp, clk.tsc)) {
+    c.flow_logs_suppressed.inc();
+    return;
+  }
+  FlowLogRecord r;
+  r.time_ns = clk.now_ns;
+  r.revision = revision;
+  r.src = l.src.b;
+  r.dst = l.dst.b;
+  r.identity = identity;
+  r.rule_id = rule;
+  r.has_rule = has_rule;
+  r.sport = l.sport;
+  r.dport = l.dport;
+  r.reason = static_cast<std::uint16_t>(reason);
+  r.proto = l.proto;
+  r.version = l.version;
+  r.kind = kind;
+  if (rte_ring_sp_enqueue_elem(ring, &r, sizeof r) == 0)
+    c.flow_logs.inc();
+  else
+    c.flow_logs_suppressed.inc();
+}
+
+// The outer L3 source of a frame, read with the fewest checks (the parser has not run): up to
+// two VLAN tags, IPv4 or IPv6. Null when the frame is anything else or too short (the parser
+// will judge it).
+inline const std::uint8_t* peek_source(const rte_mbuf* m, std::uint8_t& version) noexcept {
+  const auto* d = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  const std::uint32_t len = m->data_len;
+  std::uint32_t off = 12;
+  if (len < 14) return nullptr;
+  std::uint16_t et = static_cast<std::uint16_t>((d[12] << 8) | d[13]);
+  for (unsigned tags = 0; (et == RTE_ETHER_TYPE_VLAN || et == RTE_ETHER_TYPE_QINQ) && tags < 2; ++tags) {
+    off += 4;
+    if (len < off + 2) return nullptr;
+    et = static_cast<std::uint16_t>((d[off] << 8) | d[off + 1]);
+  }
+  off += 2;
+  if (et == RTE_ETHER_TYPE_IPV4 && len >= off + 20) {
+    version = 4;
+    return d + off + 12;
+  }
+  if (et == RTE_ETHER_TYPE_IPV6 && len >= off + 40) {
+    version = 6;
+    return d + off + 8;
+  }
+  return nullptr;
+}
 
 // Strips outer Ethernet/IP/UDP/Geneve: the frame becomes the outer MACs + the inner IP packet.
 void decapsulate(rte_mbuf* m, const ParsedPacket& pp) noexcept {
@@ -150,11 +216,66 @@ std::expected<std::unique_ptr<Pipeline>, std::string> Pipeline::create(const Pip
   if (!frags) return std::unexpected(frags.error());
   auto l7 = L7Inspector::create(cfg.l7);
   if (!l7) return std::unexpected(l7.error());
+  auto vol = Volumetric::create(cfg.volumetric);
+  if (!vol) return std::unexpected(vol.error());
   std::unique_ptr<Pipeline> pipe(
       new Pipeline(std::move(*flows), std::move(*v), std::move(*r), cfg.geneve));
   pipe->frags_ = std::move(*frags);
   pipe->l7_ = std::move(*l7);
+  pipe->vol_ = std::move(*vol);
+  if (cfg.flow_log_depth != 0) {
+    static std::atomic<unsigned> next{0};
+    const std::string name = fmt::format("zt_flog{}", next.fetch_add(1));
+    pipe->flow_log_ = rte_ring_create_elem(name.c_str(), sizeof(FlowLogRecord), cfg.flow_log_depth, SOCKET_ID_ANY,
+                                           RING_F_SP_ENQ | RING_F_SC_DEQ | RING_F_EXACT_SZ);
+    if (pipe->flow_log_ == nullptr)
+      return std::unexpected(fmt::format("cannot create the flow-log ring '{}' ({} records): {}", name,
+                                         cfg.flow_log_depth, rte_strerror(rte_errno)));
+  }
   return pipe;
+}
+
+Pipeline::~Pipeline() { rte_ring_free(flow_log_); }
+
+unsigned Pipeline::drain_flow_logs(FlowLogRecord* out, unsigned max) noexcept {
+  if (flow_log_ == nullptr) return 0;
+  return rte_ring_sc_dequeue_burst_elem(flow_log_, out, sizeof(FlowLogRecord), max, nullptr);
+}
+
+// Drops every packet whose outer source prefix is on the blocklist, before anything else looks
+// at it: one hash probe each. Keeps the rest in order; counts the dropped ones as received
+// (unauthenticated class: their tag, if any, is never read) and `blocklisted`.
+std::uint16_t Pipeline::drop_blocklisted(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
+                                         const VolumetricPlan& vp, std::uint64_t tsc,
+                                         WorkerCounters& c) noexcept {
+  rte_mbuf* gone[kBurst];
+  unsigned ng = 0;
+  std::uint16_t keep = 0;
+  std::uint64_t bytes = 0;
+  // Headers first (they hold the data pointers), then the data lines, all before the walk.
+  for (unsigned i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
+  for (unsigned i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  for (unsigned i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    std::uint8_t version = 0;
+    const std::uint8_t* src = peek_source(m, version);
+    if (src != nullptr && vol_->blocked(vol_->source_hash(src, version, vp), tsc)) {
+      bytes += rte_pktmbuf_pkt_len(m);
+      gone[ng++] = m;
+    } else {
+      pkts[keep++] = m;
+    }
+  }
+  if (ng != 0) {
+    rte_pktmbuf_free_bulk(gone, ng);
+    count_drop_n(c, DropReason::blocklisted, ng);
+    c.rx_packets[in_port].add(ng);
+    c.rx_bytes[in_port].add(bytes);
+    auto& k = c.classes[static_cast<std::size_t>(IdentityClass::unauthenticated)];
+    k.packets.add(ng);
+    k.dropped.add(ng);
+  }
+  return keep;
 }
 
 template <bool kTimed>
@@ -182,6 +303,32 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   unsigned nkeys = 0;
   std::uint64_t bytes = 0;
   n = std::min<std::uint16_t>(n, kBurst);
+
+  // Volumetric: the blocklist before anything else, and whether this worker is behind.
+  const VolumetricPlan* vp = snap != nullptr ? snap->volumetric.get() : nullptr;
+  bool overloaded = false;
+  if (vp != nullptr) {
+    vol_->begin(*vp, clk.tsc);
+    overloaded = vol_->overloaded(n, kBurst, *vp, clk.tsc);
+    if (overloaded) c.overload_bursts.inc();
+    if (vol_->blocklist_live(clk.tsc)) [[unlikely]] {
+      n = drop_blocklisted(pkts, n, in_port, *vp, clk.tsc, c);
+      if (n == 0) return 0;
+    }
+  }
+  // An untagged or invalid-tag packet from the outer source of packet i: counted per source
+  // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
+  const auto from_source = [&](const IpLayer& outer, bool tag_failure) -> DropReason {
+    const SourceKey src = vol_->source_key(outer.src.b.data(), outer.version, *vp);
+    if (tag_failure && vol_->tag_failed(src, *vp, clk.tsc)) {
+      c.blocklist_added.inc();
+      return DropReason::none;  // the packet keeps its tag reason; its successors are blocklisted
+    }
+    bool added = false;
+    const DropReason d = vol_->account_source(src, *vp, clk.tsc, added);
+    if (added) c.blocklist_added.inc();
+    return d;
+  };
 
   for (unsigned i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
   for (unsigned i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
@@ -256,6 +403,21 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         p.verify = true;
       } else if ((p.flow->flags & kFlagTagged) && p.dir == p.flow->initiator) {
         p.drop = DropReason::tag_missing;
+        continue;
+      }
+      if (vp != nullptr && p.dir == p.flow->initiator) {
+        // What the initiator sends is metered: its rule's rate class (checked now, consumed
+        // after the MAC); untagged senders also count toward their source prefix.
+        if (!p.tagged && (p.drop = from_source(p.pp.outer, false)) != DropReason::none) continue;
+        if (!vp->rule_class.empty()) {
+          const std::uint16_t rc = vp->rate_class_of(p.flow->rule_id);
+          if (rc != rules::kNoRateClass) {
+            p.rate_class = rc;
+            p.meter_id = p.flow->identity;
+            if (!vol_->meter_check(p.meter_id, rc, rte_pktmbuf_pkt_len(pkts[i]), *vp, clk.tsc))
+              p.drop = DropReason::rate_limited;
+          }
+        }
       }
       continue;
     }
@@ -269,10 +431,20 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (rej != crypto::TagReject::none) {
         p.drop = kTagDrop[static_cast<std::size_t>(rej)];
         p.tag_bad = true;
+        if (vp != nullptr) (void)from_source(p.pp.outer, true);  // counted; the tag's reason stands
         continue;
       }
       p.identity = t.fields.identity;
     } else {
+      if (vp != nullptr) {
+        // A worker behind sheds new untagged flows first; every untagged new-flow packet counts
+        // toward its source prefix (heavy hitters go on the blocklist).
+        if (overloaded) {
+          p.drop = DropReason::overload_shed;
+          continue;
+        }
+        if ((p.drop = from_source(p.pp.outer, false)) != DropReason::none) continue;
+      }
       p.identity = policy->resolve_untagged(to_rules(l.src.b, l.version));
     }
     rules::FlowKey fk;
@@ -289,6 +461,13 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       continue;
     }
     p.verify = p.tagged;
+    if (vp != nullptr && p.verdict.rate_class != rules::kNoRateClass) {
+      // Before the MAC: a spent budget costs no crypto; nothing is consumed until pass 5.
+      p.rate_class = p.verdict.rate_class;
+      p.meter_id = p.identity;
+      if (!vol_->meter_check(p.meter_id, p.rate_class, rte_pktmbuf_pkt_len(pkts[i]), *vp, clk.tsc))
+        p.drop = DropReason::rate_limited;
+    }
   }
 
   stamp(Stage::classify, n);
@@ -325,6 +504,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           if (out[k].reason != crypto::TagReject::none) {
             p.drop = kTagDrop[static_cast<std::size_t>(out[k].reason)];
             p.tag_bad = true;
+            if (vp != nullptr) (void)from_source(p.pp.outer, true);  // counted; the tag's reason stands
           } else if (p.flow != nullptr && p.dir == p.flow->initiator &&
                      out[k].identity != p.flow->identity) {
             p.drop = DropReason::tag_identity_mismatch;
@@ -365,6 +545,17 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (e == nullptr) {
         if (l.proto == kTcp && ((l.tcp_flags & (kSyn | kAck)) != kSyn)) {
           p.drop = DropReason::tcp_no_syn;
+        } else if (l.proto == kTcp && (l.tcp_flags & kFin)) {
+          p.drop = DropReason::tcp_bad_state;  // SYN+FIN: refused before it can take an entry
+        } else if (vp != nullptr &&
+                   (p.drop = vol_->admit(p.tagged ? vol_->identity_key(p.identity)
+                                                  : vol_->source_hash(l.src.b.data(), l.version, *vp),
+                                         p.tagged, flows_->size(), flows_->capacity(), *vp, clk.tsc)) !=
+                       DropReason::none) {
+          // new-flow admission refused it (rate, or the table above its watermark)
+        } else if (p.rate_class != rules::kNoRateClass &&
+                   !vol_->meter_consume(p.meter_id, p.rate_class, rte_pktmbuf_pkt_len(m), *vp, clk.tsc)) {
+          p.drop = DropReason::rate_limited;  // its identity's earlier packets spent the budget
         } else {
           switch (flows_->insert(p.key, p.dir, p.identity, clk.tsc, &e)) {
             case InsertResult::inserted:
@@ -375,12 +566,19 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
                   (p.drop = l7_->open(*e, p.verdict, *policy, m, l, *flows_)) != DropReason::none) {
                 flows_->erase(e);  // no L7 state: refused, never let through uninspected
                 e = nullptr;
+                if (p.drop == DropReason::policy_l7_deny)
+                  flow_log(flow_log_, *vol_, vp, l, p.identity, p.verdict.rule_id, true, p.drop,
+                           FlowLogKind::deny, clk, revision, c);
                 break;
               }
               c.new_flows.inc();
               c.rules.slot(p.verdict.rule_id).flows_admitted.inc();
               p.steps |= kStepAdmitted;
-              if (p.verdict.disposition == rules::Disposition::audit) c.audit_flows.inc();
+              if (p.verdict.disposition == rules::Disposition::audit) {
+                c.audit_flows.inc();
+                flow_log(flow_log_, *vol_, vp, l, p.identity, p.verdict.rule_id, true, DropReason::none,
+                         FlowLogKind::audit, clk, revision, c);
+              }
               break;
             case InsertResult::exists:
               // Opened earlier in this same burst: this packet is held to that flow exactly as
@@ -435,7 +633,13 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           p.drop = was_reset ? DropReason::tcp_after_reset : DropReason::tcp_bad_state;
         } else if ((e->flags & kFlowL7) && p.dir == e->initiator &&
                    (p.drop = l7_->inspect(*e, *policy, revision, m, l)) != DropReason::none) {
-          // L7 refused it (a deny also cut the flow)
+          // L7 refused it (a deny also cut the flow: logged once, when it is cut)
+          if (e->flags & kFlowCut)
+            flow_log(flow_log_, *vol_, vp, l, e->identity, e->rule_id, true, p.drop, FlowLogKind::deny, clk,
+                     revision, c);
+        } else if (p.rate_class != rules::kNoRateClass && (p.steps & kStepClassified) == 0 &&
+                   !vol_->meter_consume(p.meter_id, p.rate_class, rte_pktmbuf_pkt_len(m), *vp, clk.tsc)) {
+          p.drop = DropReason::rate_limited;  // established: consumed only now, after the MAC
         } else {
           const auto d = static_cast<unsigned>(p.dir);
           e->last_seen = clk.tsc;
@@ -447,6 +651,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     }
     if (p.frag != kNoFrag && !p.frag_later) frags_->decide(p.frag, p.drop);  // later ones follow
     const bool dropped = p.drop != DropReason::none;
+    if (capture_ != nullptr) capture_->offer(m, p.drop, in_port, clk.now_ns);  // capture.hpp
     if (dropped) {
       count_drop(c, p.drop);
       rte_pktmbuf_free(m);
@@ -460,8 +665,11 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (rule_slot == nullptr || rule_of_slot != p.rule) rule_slot = &c.rules.slot(p.rule), rule_of_slot = p.rule;
       (dropped ? rule_slot->packets_dropped : rule_slot->packets_forwarded).inc();
       // A new flow the policy refused (an audit "would deny" is an admission, counted above).
-      if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny)
+      if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny) {
         rule_slot->flows_denied.inc();
+        flow_log(flow_log_, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
+                 FlowLogKind::deny, clk, revision, c);
+      }
     }
   }
   for (std::size_t k = 0; k < kIdentityClassCount; ++k) {

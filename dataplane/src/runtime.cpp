@@ -130,6 +130,7 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
   auto ch = SnapshotChannel::create(workers);
   if (!ch) return std::unexpected(ch.error());
   rt->snapshots_ = std::move(*ch);
+  if (auto v = validate(cfg.control.volumetric); !v) return std::unexpected(v.error());
   PipelineConfig pc;
   pc.flows.capacity = cfg.flows;
   pc.flows.per_identity_quota = cfg.flow_quota;
@@ -137,11 +138,20 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
   pc.geneve = cfg.geneve;
   pc.replay.packets_per_second = cfg.replay_pps;
   pc.replay.window_ns = cfg.tag_window_ns;
+  pc.flow_log_depth = cfg.flow_log_depth;
   for (unsigned w = 0; w < workers; ++w) {
     auto p = Pipeline::create(pc);
     if (!p) return std::unexpected(fmt::format("worker {}: {} (see --flows)", w, p.error()));
     rt->pipelines_.push_back(std::move(*p));
   }
+  // Packet capture (capture.hpp): one tap per worker, disarmed until an operator starts one.
+  CaptureConfig cc;
+  cc.name = cfg.control.name;
+  cc.workers = workers;
+  auto cap = Capture::create(cc);
+  if (!cap) return std::unexpected(cap.error());
+  rt->capture_ = std::move(*cap);
+  for (unsigned w = 0; w < workers; ++w) rt->pipelines_[w]->set_capture(&rt->capture_->tap(w));
   for (unsigned i = 0; i < kMaxPorts; ++i)
     if (auto r = rt->setup_port(i, cfg); !r) return std::unexpected(r.error());
 
@@ -269,6 +279,8 @@ void Runtime::stop() {
 Runtime::~Runtime() {
   stop();
   control_.reset();  // its rings, before EAL goes
+  pipelines_.clear();  // their flow-log rings too
+  capture_.reset();    // its pool and rings (after the pipelines that held its taps)
   if (!eal_ready_) return;
   for (unsigned i = 0; i < kMaxPorts; ++i)
     if (!names_[i].empty()) rte_eth_dev_close(port_ids_[i]);

@@ -34,9 +34,11 @@
 #include <vector>
 
 #include "zt/dataplane/counters.hpp"
+#include "zt/dataplane/flow_log.hpp"
 #include "zt/dataplane/flow_table.hpp"
 #include "zt/dataplane/snapshot.hpp"
 #include "zt/dataplane/trace.hpp"
+#include "zt/dataplane/volumetric.hpp"
 #include "zt/rules/types.hpp"
 
 struct rte_ring;
@@ -76,6 +78,9 @@ enum class CommandKind : std::uint8_t {
   reset_counters,  // zero every counter of the worker (the worker writes them, so it resets them)
   stage_timing,    // arg: 1 on, 0 off
   trace,           // arg: trace the next `arg` packets; 0 stops
+  dump_blocklist,    // copy up to `out_capacity` live blocklist entries to `vol_out`
+  dump_top_talkers,  // copy up to `out_capacity` top talkers (current window first) to `vol_out`
+  clear_blocklist,   // remove entries inside filter.address/arg (no address: all); result: how many
 };
 std::string_view to_string(CommandKind k) noexcept;
 
@@ -93,6 +98,7 @@ struct Command {
   FlowRecord* out = nullptr;
   std::uint32_t out_capacity = 0;
   CommandResult* result = nullptr;
+  VolumetricEntry* vol_out = nullptr;  // dump_blocklist, dump_top_talkers
 };
 static_assert(std::is_trivially_copyable_v<Command> && sizeof(Command) % 4 == 0);
 
@@ -149,6 +155,7 @@ struct ControlConfig {
   unsigned trace_depth = 4096;     // trace records a worker's trace ring holds until drained
   std::string name = "zt";         // prefix of the ring names (unique per process)
   std::chrono::milliseconds timeout{2000};  // default wait for a worker's answer
+  VolumetricConfig volumetric;     // limits attached to every published snapshot (volumetric.hpp)
 };
 
 class Control {
@@ -194,6 +201,25 @@ class Control {
   // Moves up to `max` trace records (each worker's in order) into `out`; returns how many.
   std::size_t drain_trace(std::vector<TraceRecord>& out, std::size_t max = SIZE_MAX);
 
+  // Volumetric filtering (volumetric.hpp, dataplane/README.md "Volumetric").
+  // The limits in force; set_volumetric validates, then republishes the current snapshot with
+  // them (every worker uses the new limits from its next burst; buckets and blocklist are kept).
+  VolumetricConfig volumetric() const;
+  std::expected<void, std::string> set_volumetric(const VolumetricConfig& cfg);
+  // Live blocklist entries of every worker (each entry names its worker).
+  std::expected<std::vector<VolumetricEntry>, std::string> blocklist(
+      std::size_t max = 4096, std::optional<std::chrono::milliseconds> timeout = {});
+  // Top talkers among untagged / invalid-tag sources, summed over workers by prefix, largest
+  // first (estimated packets in the current window, else the previous one).
+  std::expected<std::vector<VolumetricEntry>, std::string> top_talkers(
+      std::size_t max = 16, std::optional<std::chrono::milliseconds> timeout = {});
+  // Removes blocklist entries overlapping `prefix` (inside it or holding it; none: all);
+  // returns how many live ones.
+  std::expected<std::uint64_t, std::string> clear_blocklist(
+      std::optional<rules::IpPrefix> prefix = {}, std::optional<std::chrono::milliseconds> timeout = {});
+  // Moves up to `max` flow-log records (each worker's in order, `worker` filled in) into `out`.
+  std::size_t drain_flow_logs(std::vector<FlowLogRecord>& out, std::size_t max = SIZE_MAX);
+
   // The single-worker form the commands above are built on. Wait for every ticket posted: the
   // result stays held until then (or, after a timed-out wait, until the worker completes it).
   struct Ticket {
@@ -204,6 +230,7 @@ class Control {
   struct Reply {
     CommandResult result;
     std::vector<FlowRecord> flows;  // dump_flows
+    std::vector<VolumetricEntry> entries;  // dump_blocklist, dump_top_talkers
   };
   std::expected<Ticket, std::string> post(unsigned worker, CommandKind kind, const FlowFilter& f = {},
                                           std::uint64_t arg = 0, std::uint32_t dump_capacity = 0);
@@ -214,6 +241,7 @@ class Control {
     std::uint64_t seq = 0;
     std::unique_ptr<CommandResult> result;
     std::unique_ptr<FlowRecord[]> out;
+    std::unique_ptr<VolumetricEntry[]> vol_out;
     bool abandoned = false;  // its wait timed out: freed once the worker reports it done
   };
   struct Worker {
@@ -234,6 +262,7 @@ class Control {
   ControlConfig cfg_;
   std::vector<Worker> workers_;
   std::string prepare_error_;  // guarded by publish_mu_
+  void publish_locked(std::shared_ptr<const Snapshot> s);  // publish_mu_ held
   std::array<std::uint16_t, kMaxPorts> port_ids_{};
   std::array<std::string, kMaxPorts> port_names_;
   mutable std::mutex publish_mu_;

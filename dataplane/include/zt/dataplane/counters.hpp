@@ -145,6 +145,11 @@ struct alignas(64) WorkerCounters {
   Counter trace_records;  // trace records written to the trace ring
   Counter trace_lost;     // trace records dropped because the trace ring was full
   Counter commands;       // mailbox commands completed
+  // Volumetric filtering (volumetric.hpp); its drops are counted by reason above.
+  Counter blocklist_added;       // source prefixes put on the blocklist
+  Counter overload_bursts;       // bursts decided while the worker was behind
+  Counter flow_logs;             // flow-log records written to the flow-log ring
+  Counter flow_logs_suppressed;  // flow-log records lost: rate limit or full ring
   RuleCounters rules;     // by rule id
 
   // Zeroes every counter; call only from the one writer (the worker, on a reset command).
@@ -181,6 +186,7 @@ struct CounterSnapshot {
     };
     std::array<StageCycles, kStageCount> stages{};
     std::uint64_t trace_records = 0, trace_lost = 0, commands = 0;
+    std::uint64_t blocklist_added = 0, overload_bursts = 0, flow_logs = 0, flow_logs_suppressed = 0;
   };
   struct Port {
     std::string name;

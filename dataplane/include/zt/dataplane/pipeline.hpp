@@ -9,6 +9,11 @@
 //                     revision is decided again, so revoking access cuts it on its next packet) →
 //   forward (Geneve strip or keep) or drop with a reason.
 //
+// Volumetric filtering (volumetric.hpp, with the snapshot's VolumetricPlan) threads through
+// it: blocklist before the parser; per-source counts, overload shedding and the rate-class
+// check (no consume) in classify; tag failures counted in verify; admission and token
+// consumption in finish. Refused and audited new flows go to the flow-log ring.
+//
 // One Pipeline per worker lcore; it owns the flow table, the IPsec-MB verifier and the replay
 // filter of that lcore. Nothing here allocates, locks, logs or makes a system call.
 #pragma once
@@ -23,16 +28,20 @@
 #include "zt/crypto/replay_filter.hpp"
 #include "zt/crypto/verifier.hpp"
 #include "zt/dataplane/counters.hpp"
+#include "zt/dataplane/flow_log.hpp"
 #include "zt/dataplane/flow_table.hpp"
 #include "zt/dataplane/frag_table.hpp"
 #include "zt/dataplane/l7_inspect.hpp"
 #include "zt/dataplane/burst.hpp"
 #include "zt/dataplane/snapshot.hpp"
 #include "zt/dataplane/trace.hpp"
+#include "zt/dataplane/volumetric.hpp"
 
 struct rte_ring;
 
 namespace zt::dp {
+
+class CaptureTap;
 
 enum class GeneveMode : std::uint8_t {
   strip,  // decapsulate: the far zone sees the plain inner packet
@@ -46,6 +55,10 @@ struct PipelineConfig {
   std::string verifier_arch = "auto";
   FragConfig frags;  // IP fragments: datagrams followed, fragments each, lifetime
   L7Config l7;       // L7: flows under inspection, bytes inspected per flow
+  Volumetric::Sizing volumetric;  // meters, blocklist, sketches (limits: Snapshot::volumetric)
+  // Records the flow-log ring holds until drained; 0: no ring, no flow logs. A ring is an EAL
+  // object: destroy the Pipeline before rte_eal_cleanup.
+  unsigned flow_log_depth = 0;
 };
 
 // The time a burst is decided at: the TSC for flow aging, wall-clock ns for tag freshness.
@@ -80,6 +93,9 @@ class Pipeline {
     trace_ring_ = ring;
   }
   std::uint64_t trace_left() const noexcept { return trace_left_; }
+  // Packet capture (capture.hpp): the tap this worker offers every decided packet to; set once
+  // at set-up (null: none). The owning worker only.
+  void set_capture(CaptureTap* tap) noexcept { capture_ = tap; }
 
   // Ages a bounded slice of the flow table (call when idle or between bursts).
   // (Fragment entries and L7 states of gone flows are reclaimed along the way.)
@@ -95,10 +111,20 @@ class Pipeline {
   FragTable& frags() noexcept { return *frags_; }
   L7Inspector& l7() noexcept { return *l7_; }
   const crypto::Verifier& verifier() const noexcept { return verifier_; }
+  // Per-worker volumetric state (the owning worker only: its mailbox).
+  Volumetric& volumetric() noexcept { return *vol_; }
+  // Control side (the single consumer): moves up to `max` flow-log records into `out`.
+  unsigned drain_flow_logs(FlowLogRecord* out, unsigned max) noexcept;
+
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
 
  private:
   Pipeline(std::unique_ptr<FlowTable> f, crypto::Verifier v, crypto::ReplayFilter r, GeneveMode m)
       : flows_(std::move(f)), verifier_(std::move(v)), replay_(std::move(r)), geneve_(m) {}
+  std::uint16_t drop_blocklisted(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
+                                 const VolumetricPlan& vp, std::uint64_t tsc, WorkerCounters& c) noexcept;
   template <bool kTimed>
   std::uint16_t run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port, const Snapshot* snap,
                           const BurstClock& clk, WorkerCounters& c) noexcept;
@@ -113,6 +139,9 @@ class Pipeline {
   std::uint64_t trace_left_ = 0;
   std::uint64_t trace_seq_ = 0;
   rte_ring* trace_ring_ = nullptr;
+  CaptureTap* capture_ = nullptr;
+  std::unique_ptr<Volumetric> vol_;
+  rte_ring* flow_log_ = nullptr;  // SP/SC ring of FlowLogRecord; null: no flow logs
 };
 
 }  // namespace zt::dp

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "zt/dataplane/capture.hpp"
 #include "zt/dataplane/control.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/pipeline.hpp"
@@ -44,6 +45,7 @@ struct RuntimeConfig {
   // The replay filter's window W (it remembers a MAC for at least 2W). Tags are fresh for at
   // most ±W whatever the key ring says (the verifier narrows to it); memory grows with pps × W.
   std::int64_t tag_window_ns = 1'000'000'000;
+  unsigned flow_log_depth = 4096;   // flow-log records a worker's ring holds until drained
   // Control API (control.hpp): mailbox and trace ring depths, default command timeout.
   ControlConfig control;
 };
@@ -78,6 +80,8 @@ class Runtime {
   CounterSnapshot counters() const { return control_->counters(); }
   // Everything the control plane does to the workers (commands, trace, counters, publish).
   Control& control() noexcept { return *control_; }
+  // Packet capture to pcapng (start/poll/stop from a control thread; capture.hpp).
+  Capture& capture() noexcept { return *capture_; }
   unsigned worker_count() const noexcept { return static_cast<unsigned>(contexts_.size()); }
   const std::array<std::string, kMaxPorts>& port_names() const noexcept { return names_; }
 
@@ -94,6 +98,7 @@ class Runtime {
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
   std::unique_ptr<SnapshotChannel> snapshots_;
   std::unique_ptr<Control> control_;
+  std::unique_ptr<Capture> capture_;
   std::atomic<bool> stop_{false};
   bool launched_ = false;
   bool eal_ready_ = false;

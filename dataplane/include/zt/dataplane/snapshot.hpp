@@ -11,6 +11,7 @@
 #include <string>
 
 #include "zt/crypto/key_ring.hpp"
+#include "zt/dataplane/volumetric.hpp"
 #include "zt/rules/snapshot.hpp"
 
 struct rte_rcu_qsbr;
@@ -23,6 +24,9 @@ struct Snapshot {
   // The policy's bundle or keys expired without a newer update (manager unreachable): flows
   // admitted before keep following their state, every new flow is refused (policy_expired).
   bool expired = false;
+  // Volumetric limits for this snapshot (Control::publish attaches the current ones when null;
+  // null at the worker: no volumetric filtering, no flow logs).
+  std::shared_ptr<const VolumetricPlan> volumetric;
   std::uint64_t revision() const noexcept { return policy ? policy->revision() : 0; }
 };
 
