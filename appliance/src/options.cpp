@@ -3,6 +3,8 @@
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
 
+#include "config/config_file.hpp"
+
 #include <fstream>
 #include <sstream>
 
@@ -54,7 +56,12 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
   general.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
-      ("config,c", po::value(&config), "read options from FILE (INI: `name = value` lines)");
+      ("config,c", po::value(&config),
+       "read options from FILE: YAML if it ends in .yaml or .yml (sections and keys as in "
+       "appliance/ztgate.example.yaml), else INI `name = value` lines; the command line wins")
+      ("check-config", po::value<std::string>(),
+       "validate the YAML config FILE (appliance/ztgate.example.yaml) completely and exit: 0 and "
+       "'FILE: configuration valid', or 2 and the error with its line and key; starts nothing");
 
   po::options_description ports("Ports and workers");
   ports.add_options()
@@ -140,13 +147,73 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
        "exit after MS milliseconds without a received packet (replaying captures); 0: never")
       ("quiet,q", po::bool_switch(&o.quiet), "print no counter table on exit");
 
+  po::options_description adm("Operators (ztctl, audit, metrics)");
+  adm.add_options()
+      ("admin-socket", po::value(&o.admin.socket)->default_value(o.admin.socket),
+       "UNIX socket ztctl talks to; every command, mutating ones audit-logged. PATH.ro beside it takes "
+       "only show and test commands. '' disables both")
+      ("admin-group", po::value(&o.admin.admin_group),
+       "group allowed to connect to the admin socket (mode 0660); default: root only (0600)")
+      ("admin-ro-group", po::value(&o.admin.ro_group),
+       "group allowed to connect to the read-only socket PATH.ro (mode 0660); default: root only (0600)")
+      ("audit-log", po::value(&o.admin.audit_log),
+       "also append every mutating admin request (who, what, when, result) to FILE as JSON lines")
+      ("metrics-listen", po::value(&o.admin.metrics_listen),
+       "serve Prometheus metrics on ADDR:PORT (e.g. 127.0.0.1:9420) at /metrics; default: off")
+      ("flow-log", po::value(&o.admin.flow_log),
+       "write deny and audit decisions as JSON lines to FILE, or to syslog with 'syslog'; default: off");
+
+  // Volumetric filtering (dataplane/README.md "Volumetric"): appliance-wide limits, split across
+  // workers; 0 turns a limit off. Live changes: Control::set_volumetric.
+  dp::VolumetricConfig& vol = rt.control.volumetric;
+  unsigned vol_v4 = vol.v4_prefix, vol_v6 = vol.v6_prefix;
+  po::options_description volo("Volumetric filtering (0 turns a limit off)");
+  volo.add_options()
+      ("vol-v4-prefix", po::value(&vol_v4)->default_value(vol.v4_prefix),
+       "untagged and invalid-tag sources are counted and blocklisted by this IPv4 prefix length")
+      ("vol-v6-prefix", po::value(&vol_v6)->default_value(vol.v6_prefix), "the same for IPv6 (1 to 64)")
+      ("vol-window-ms", po::value(&vol.window_ms)->default_value(vol.window_ms),
+       "counting window of the per-source sketches")
+      ("vol-source-pps", po::value(&vol.source_pps)->default_value(vol.source_pps),
+       "untagged + invalid-tag packets per second one source prefix may send (source_rate_limited)")
+      ("vol-block-pps", po::value(&vol.block_pps)->default_value(vol.block_pps),
+       "a source prefix sending more untagged/invalid packets per second is blocklisted (heavy hitter)")
+      ("vol-mac-fail-pps", po::value(&vol.mac_fail_pps)->default_value(vol.mac_fail_pps),
+       "a source prefix with more tag failures per second is blocklisted (forged-tag flood)")
+      ("vol-block-ms", po::value(&vol.block_ms)->default_value(vol.block_ms),
+       "how long a blocklist entry lasts (then it expires; a source still flooding is added again)")
+      ("vol-new-flows-per-source", po::value(&vol.new_flows_per_source)->default_value(vol.new_flows_per_source),
+       "new flows per second one source (identity, or prefix when untagged) may open")
+      ("vol-new-flows", po::value(&vol.new_flows_global)->default_value(vol.new_flows_global),
+       "new flows per second in all (new_flow_rate_limited)")
+      ("vol-unverified-share", po::value(&vol.unverified_new_flow_share)->default_value(vol.unverified_new_flow_share),
+       "percent of --vol-new-flows that untagged sources may use; the rest is kept for verified identities")
+      ("vol-table-watermark", po::value(&vol.table_watermark_pct)->default_value(vol.table_watermark_pct),
+       "flow-table fill (percent) above which only MAC-verified identities open new flows (100: off)")
+      ("vol-burst-ms", po::value(&vol.burst_ms)->default_value(vol.burst_ms),
+       "depth of every token bucket (rate classes, new flows, flow logs): this much time at its rate")
+      ("vol-overload-ms", po::value(&vol.overload_ms)->default_value(vol.overload_ms),
+       "a worker whose RX bursts stay full this long is behind and sheds new untagged flows (0: never)")
+      ("flow-log-rate", po::value(&vol.flow_log_rate)->default_value(vol.flow_log_rate),
+       "flow-log records (deny and audit decisions) per second per worker; the rest are counted as suppressed");
+
   po::options_description all;
-  all.add(general).add(ports).add(pol).add(mgr).add(eal).add(ops);
+  all.add(general).add(ports).add(pol).add(mgr).add(eal).add(ops).add(adm).add(volo);
 
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
-    if (vm.count("config")) {
+    const std::string cfg = vm.count("config") ? vm["config"].as<std::string>() : "";
+    if (cfg.ends_with(".yaml") || cfg.ends_with(".yml")) {
+      auto cf = config::read_config(cfg);
+      if (!cf) return std::unexpected(cf.error());
+      try {
+        po::store(po::command_line_parser(cf->args).options(all).run(), vm);  // argv stored first wins
+      } catch (const po::error& e) {
+        return std::unexpected(config::annotate_error(*cf, e.what()));
+      }
+      o.file = std::move(cf->settings);
+    } else if (vm.count("config")) {
       std::ifstream in(vm["config"].as<std::string>());
       if (!in)
         return std::unexpected(
@@ -185,6 +252,7 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
     rt.geneve = dp::GeneveMode::keep;
   else
     return std::unexpected(fmt::format("--geneve '{}': expected strip or keep", geneve));
+  o.admin.socket_given = !vm["admin-socket"].defaulted();
   if (vm.count("key-master")) o.keys.master_file = vm["key-master"].as<std::string>();
   if (auto ok = check_key_settings(o.keys); !ok) return std::unexpected(ok.error());
   if (!(rt.replay_pps >= 1000 && rt.replay_pps <= 1e9))
@@ -192,6 +260,11 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
   rt.tag_window_ns = static_cast<std::int64_t>(o.keys.tag_window_ms) * 1'000'000;
   if (rt.flows < 64)
     return std::unexpected(fmt::format("--flows {}: expected at least 64", rt.flows));
+  if (vol_v4 < 1 || vol_v4 > 32) return std::unexpected(fmt::format("--vol-v4-prefix {}: expected 1 to 32", vol_v4));
+  if (vol_v6 < 1 || vol_v6 > 64) return std::unexpected(fmt::format("--vol-v6-prefix {}: expected 1 to 64", vol_v6));
+  vol.v4_prefix = static_cast<std::uint8_t>(vol_v4);
+  vol.v6_prefix = static_cast<std::uint8_t>(vol_v6);
+  if (auto v = dp::validate(vol); !v) return std::unexpected(v.error());
   if (rt.ports[0].empty() || rt.ports[1].empty())
     return std::unexpected("both --port-a and --port-b are required (see ztgate --help)");
   if (rt.workers == 0 || rt.workers > 64)

@@ -14,6 +14,8 @@ namespace zt::ctl {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the command ran and the answer is "no" (invalid policy, failed test)
 inline constexpr int kExitUsage = 2;    // bad arguments
+inline constexpr int kExitUnavailable = 3;  // live verbs: ztgate not reachable (not running, wrong --socket)
+inline constexpr int kExitRefused = 4;      // live verbs: not allowed (socket permissions, read-only socket)
 
 struct Command {
   std::vector<std::string> words;  // e.g. {"policy", "check"}
@@ -36,5 +38,7 @@ class Registry {
 };
 
 void register_policy_commands(Registry& registry);
+// Live verbs over ztgate's admin socket (live_commands.cpp).
+void register_live_commands(Registry& registry);
 
 }  // namespace zt::ctl

@@ -22,8 +22,12 @@ const Command* Registry::find(const std::vector<std::string>& args, std::size_t&
 void Registry::print_help(std::ostream& out) const {
   out << "usage: ztctl VERB... [OPTIONS]\n\n"
          "ztgate's operator CLI. Every verb takes --help; structured output takes --json.\n"
-         "Exit status: 0 success, 1 the command ran and found a problem (invalid policy, failed test),\n"
-         "2 bad arguments.\n\nverbs:\n";
+         "Live verbs (show, clear, set, commit, confirm, rollback, test policy, trace) talk to a running ztgate\n"
+         "over its admin socket "
+         "(--socket, default /run/ztgate/admin.sock); show and test also work on the read-only socket PATH.ro.\n"
+         "Exit status: 0 success, 1 the command ran and found a problem (invalid policy, failed test, a\n"
+         "request ztgate could not carry out), 2 bad arguments, 3 ztgate not reachable, 4 refused\n"
+         "(permissions, or a changing command on the read-only socket).\n\nverbs:\n";
   for (auto& c : commands_) {
     std::string head;
     for (auto& w : c.words) head += w + " ";
@@ -39,7 +43,7 @@ int main(int argc, char** argv) {
   using namespace zt::ctl;
   Registry registry;
   register_policy_commands(registry);
-  // Live verbs (show …, set …) register here when the admin socket exists.
+  register_live_commands(registry);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -51,8 +55,18 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (args[0] == "--version") {
-    std::cout << "ztctl 0.1.0\n";
+    std::cout << "ztctl " ZT_VERSION "\n";
     return kExitOk;
+  }
+  // `ztctl --socket PATH show …`: a leading --socket is moved behind the verb, where live verbs take it.
+  if (args.size() >= 2 && args[0] == "--socket") {
+    std::vector<std::string> moved(args.begin() + 2, args.end());
+    moved.insert(moved.end(), {args[0], args[1]});
+    args = std::move(moved);
+  } else if (!args.empty() && args[0].starts_with("--socket=")) {
+    std::vector<std::string> moved(args.begin() + 1, args.end());
+    moved.push_back(args[0]);
+    args = std::move(moved);
   }
   std::size_t consumed = 0;
   const Command* cmd = registry.find(args, consumed);
