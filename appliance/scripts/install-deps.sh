@@ -6,6 +6,10 @@ set -euo pipefail
 pkgs=(
   # build
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+  # fuzzing (tests/fuzz/run-fuzz.sh): clang 16 compiles libstdc++ 12's <expected>, 14 cannot
+  clang-16 libclang-rt-16-dev
+  # performance report plots (perf/report.sh)
+  gnuplot-nox
   # dataplane, crypto, policy
   dpdk dpdk-dev libipsec-mb-dev libhyperscan-dev libssl-dev libyaml-cpp-dev
   # control plane, CLI, logging, pcap
