@@ -335,28 +335,37 @@ inline void refill(double& tokens, double rate, double depth, std::uint64_t dt) 
 }
 }  // namespace
 
-bool Volumetric::meter_check(std::uint32_t identity, std::uint16_t cls, std::uint32_t bytes,
-                             const VolumetricPlan& p, std::uint64_t tsc) noexcept {
-  if (cls >= p.meters.size()) return true;
+// The identity's bucket for rate class `cls`, refilled up to `tsc`; whether `bytes` more fit.
+Volumetric::Bucket& Volumetric::refilled(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p,
+                                         std::uint64_t tsc) noexcept {
   Bucket& b = *meter(identity, cls, p, tsc);
   const VolumetricPlan::Meter& m = p.meters[cls];
   const std::uint64_t dt = tsc - b.last;
   refill(b.pkts, m.pkt_rate, m.pkt_depth, dt);
   refill(b.bits, m.bit_rate, m.bit_depth, dt);
   b.last = tsc;
-  return (m.pkt_rate == 0 || b.pkts >= 1.0) && (m.bit_rate == 0 || b.bits >= 8.0 * bytes);
+  return b;
+}
+
+namespace {
+inline bool fits(double pkts, double bits, const VolumetricPlan::Meter& m, std::uint32_t bytes) noexcept {
+  return (m.pkt_rate == 0 || pkts >= 1.0) && (m.bit_rate == 0 || bits >= 8.0 * bytes);
+}
+}  // namespace
+
+bool Volumetric::meter_check(std::uint32_t identity, std::uint16_t cls, std::uint32_t bytes,
+                             const VolumetricPlan& p, std::uint64_t tsc) noexcept {
+  if (cls >= p.meters.size()) return true;
+  const Bucket& b = refilled(identity, cls, p, tsc);
+  return fits(b.pkts, b.bits, p.meters[cls], bytes);
 }
 
 bool Volumetric::meter_consume(std::uint32_t identity, std::uint16_t cls, std::uint32_t bytes,
                                const VolumetricPlan& p, std::uint64_t tsc) noexcept {
   if (cls >= p.meters.size()) return true;
-  Bucket& b = *meter(identity, cls, p, tsc);
+  Bucket& b = refilled(identity, cls, p, tsc);
   const VolumetricPlan::Meter& m = p.meters[cls];
-  const std::uint64_t dt = tsc - b.last;
-  refill(b.pkts, m.pkt_rate, m.pkt_depth, dt);
-  refill(b.bits, m.bit_rate, m.bit_depth, dt);
-  b.last = tsc;
-  if ((m.pkt_rate != 0 && b.pkts < 1.0) || (m.bit_rate != 0 && b.bits < 8.0 * bytes)) return false;
+  if (!fits(b.pkts, b.bits, m, bytes)) return false;
   if (m.pkt_rate != 0) b.pkts -= 1.0;
   if (m.bit_rate != 0) b.bits -= 8.0 * bytes;
   return true;

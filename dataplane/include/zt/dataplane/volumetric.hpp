@@ -182,6 +182,7 @@ class Volumetric {
   void note_top(const SourceKey& src, std::uint32_t est) noexcept;
   struct Bucket;
   Bucket* meter(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
+  Bucket& refilled(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
 
   struct BlockHot {
     std::uint64_t key;      // 0: empty
