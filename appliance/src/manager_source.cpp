@@ -112,6 +112,8 @@ void ManagerSource::on_push(const cp::PushOutcome& o) {
   last_reply_ = o;
   last_reply_at_ = now_realtime_ns() / kNsPerSec;
   have_reply_ = true;
+  history_.emplace_back(o, last_reply_at_);
+  if (history_.size() > kHistory) history_.pop_front();
   if (o.accepted) {
     ++acks_;
     if (!o.delta.empty()) {
@@ -172,6 +174,12 @@ std::string ManagerSource::status_json() const {
     j["last_reply"] = nullptr;
   }
   j["last_nack"] = nacks_ != 0 ? reply(last_nack_, last_nack_at_) : nlohmann::json(nullptr);
+  j["history"] = nlohmann::json::array();
+  for (const auto& [o, at] : history_) {
+    auto r = reply(o, at);
+    r["kind"] = o.accepted ? "ack" : "nack";
+    j["history"].push_back(std::move(r));
+  }
   if (last_delta_at_ != 0) {
     j["last_delta"] = {{"revision", last_delta_.revision},
                        {"base_revision", last_delta_.delta_base},

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <expected>
 #include <filesystem>
@@ -65,7 +66,7 @@ class ManagerSource {
 
   // The control plane as ztgate's --stats-file shows it (a JSON object, the "control_plane"
   // key): manager, session state, enforced revision and its expiry, the last ACK/NACK (code,
-  // message, offending resource), the last verified delta (`last_delta`: revision,
+  // message, offending resource), the last 16 replies (`history`, oldest first), the last verified delta (`last_delta`: revision,
   // base_revision, summary, unix), and whether ztgate failed closed. Any thread.
   std::string status_json() const;
 
@@ -94,6 +95,8 @@ class ManagerSource {
   bool have_reply_ = false;
   cp::PushOutcome last_nack_;
   std::int64_t last_nack_at_ = 0;
+  static constexpr std::size_t kHistory = 16;  // replies kept for `history` (ztctl show control-plane)
+  std::deque<std::pair<cp::PushOutcome, std::int64_t>> history_;  // newest last, with unix s
   cp::PushOutcome last_delta_;         // last ACK whose push carried a verified delta
   std::int64_t last_delta_at_ = 0;
   std::atomic<bool> stop_{false};

@@ -200,6 +200,9 @@ def test_revisions_from_the_manager_are_applied_acked_kept_and_persisted(lab, tm
     assert cp["enforced_revision"] == 2 and cp["highest_accepted_revision"] == 2, cp
     assert cp["last_reply"]["kind"] == "ack" and cp["last_reply"]["revision"] == 2, cp
     assert cp["acks"] >= 2 and cp["nacks"] == 0 and cp["last_nack"] is None, cp
+    # The reply history (ztctl show control-plane): the ACKs of revisions 1 then 2, in order.
+    assert [h["kind"] for h in cp["history"]] == ["ack"] * len(cp["history"]), cp
+    assert [h["revision"] for h in cp["history"]][-2:] == [1, 2], cp
     assert cp["last_delta"]["revision"] == 2 and cp["last_delta"]["base_revision"] == 1, cp
     assert cp["last_delta"]["summary"] == "delta from 1: rules +0 -0 ~1", cp
     assert cp["connected"] is False and cp["last_session_error"], cp
@@ -279,6 +282,7 @@ def test_a_nack_is_logged_by_ztgate_and_shown_in_its_stats_file(lab, tmp_path):
     assert nack["code"] == "NACK_CODE_KEY_UNWRAP_FAILED" and nack["resource"].startswith("keys.secrets[epoch="), cp
     assert "psk" in nack["message"].lower(), cp
     assert cp["nacks"] >= 1 and cp["acks"] == 0 and cp["failed_closed"] is False, cp
+    assert cp["history"][0]["kind"] == "nack" and cp["history"][0]["code"] == "NACK_CODE_KEY_UNWRAP_FAILED", cp
 
 
 def test_without_a_persisted_bundle_and_no_manager_nothing_crosses(lab):

@@ -234,6 +234,15 @@ void render_control_plane(const json& j, std::ostream& out) {
       out << fmt::format("  last NACK: revision {} at {}: {} {} ({})\n", m["last_nack"]["revision"].get<std::uint64_t>(),
                          when(m["last_nack"]["unix"].get<std::int64_t>()), str(m["last_nack"]["code"]),
                          str(m["last_nack"]["message"]), str(m["last_nack"]["resource"]));
+    if (m.contains("history") && !m["history"].empty()) {
+      out << "  replies (oldest first):\n";
+      for (auto& h : m["history"])
+        out << fmt::format("    {}  {:<4} revision {}{}\n", when(h["unix"].get<std::int64_t>()), str(h["kind"]),
+                           h["revision"].get<std::uint64_t>(),
+                           h.contains("code") ? fmt::format(": {} {} ({})", str(h["code"]), str(h["message"]),
+                                                            str(h["resource"]))
+                                              : std::string());
+    }
     if (m["failed_closed"].get<bool>()) out << "  FAILED CLOSED: new flows are refused until the manager sends an update\n";
   }
   if (!j["events"].empty()) out << "Events:\n";
@@ -386,7 +395,7 @@ std::vector<Verb> verbs() {
                "The key epochs ztgate holds (previous, current, next), when each starts and ends, and until when\n"
                "its tags are accepted. Key material is never shown.",
                false, none, {}, render_keys});
-  v.push_back({{"show", "control-plane"}, "[--json]", "policy source, manager session, last push, ACK/NACK",
+  v.push_back({{"show", "control-plane"}, "[--json]", "policy source, manager session, ACK/NACK history",
                "Where the policy comes from; with a manager: the session, pushes, ACKs and NACKs, the last reply\n"
                "and the last NACK with its code and offending resource; local policy loads and re-keys.",
                false, none, {}, render_control_plane});
