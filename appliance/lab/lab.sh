@@ -40,6 +40,24 @@
 #           (drops by reason, per rule, identity classes). Exit 0 only if all passed; processes,
 #           namespaces and the temp dir are removed whatever happens (also on Ctrl-C). About 25 s.
 #           --seconds: iperf3's -t (default 8; it is stopped once it reports 1.5 s without data).
+#
+#        lab.sh demo-flood [--ztgate P] [--ztmanager P] [--ztagent P] [--ztgen P] [--ztctl P]
+#                          [--seconds N] [--min-ratio R] [--flood-nice N]
+#   demo-flood issue 6's lab acceptance (needs tcpreplay). demo-zt's set-up with the perf policy
+#           (appliance/lab/policy-zt-perf: frontend's iperf3, rule 110), only frontend's agent, and
+#           ztgate given low volumetric limits (--vol-source-pps 2000 --vol-block-pps 5000
+#           --vol-mac-fail-pps 1000 --vol-block-ms 1500) and --admin-socket. frontend's iperf3 runs
+#           N s (default 3) alone, then under each flood tcpreplay sends at top speed (under nice
+#           N, default 10: on a 2-core box the flooder otherwise takes the CPU iperf3's own
+#           sender needs; 0 for an unniced flooder) from zone-a: (1) untagged UDP from
+#           10.66.0.7 -> source_rate_limited then blocklisted; (2) ztgen syn-flood, random
+#           sources (no /24 is heavy) -> policy_default_deny, no flow admitted; (3) ztgen
+#           forged-flood claiming frontend with outer source 10.88.0.9 -> tag_forged_mac /
+#           tag_time_window, then blocklisted. Each flood passes if >= 90 % of what ztgate dropped
+#           meanwhile has its reasons and iperf3 kept >= R (default 0.70) of its throughput alone;
+#           the flooders' prefixes must show in `ztctl show volumetric` during their floods and the
+#           blocklist must be empty within --vol-block-ms + 2 s of the last one. Prints Gbit/s,
+#           ratio, flood pps (tcpreplay's) and ztgate's drops per run. About 25 s.
 set -euo pipefail
 
 ZONE_A=zone-a ZONE_B=zone-b GW_NS=zt-lab-gw
@@ -823,6 +841,180 @@ PY
   echo "$ZT_CUT_MS" >"${LAB_CUT_FILE:-/dev/null}"
 }
 
+# ---------------------------------------------------------------------------------------------
+# demo-flood (issue 6's lab acceptance): frontend's iperf3 through its ztagent, alone and then
+# under each flood tcpreplay sends from zone-a at full speed (ztgen captures), with ztgate's
+# volumetric limits set low enough for a lab and a short blocklist expiry.
+FL_UNTAGGED_SRC=10.66.0.7 FL_FORGED_SRC=10.88.0.9
+FL_SOURCE_PPS=2000 FL_BLOCK_PPS=5000 FL_MAC_FAIL_PPS=1000 FL_BLOCK_MS=1500
+
+# iperf3 from frontend for N seconds: prints "Gbit/s bytes"
+fl_iperf() {  # seconds out-file
+  ip netns exec "$ZONE_A" iperf3 -c "$B_IP" -B "$FE_IP" -p "$ZT_IPERF" -t "$1" -J >"$2" 2>&1 \
+    || die "iperf3 from frontend failed: $(json_get "$2" 'd.get("error", "?")' 2>/dev/null || tail -3 "$2")"
+  json_get "$2" '"%.3f %d" % (d["end"]["sum_received"]["bits_per_second"] / 1e9, d["end"]["sum_received"]["bytes"])'
+}
+
+# ztgate's volumetric state over its admin socket (ztctl show volumetric --json): a Python expression on it (d)
+fl_vol() { "$ZTCTL" --socket "$workdir/admin.sock" show volumetric --json >"$workdir/vol.json" 2>"$workdir/ztctl.err" \
+             || die "ztctl show volumetric failed: $(cat "$workdir/ztctl.err")"
+           json_get "$workdir/vol.json" "$1"; }
+
+lab_demo_flood() {
+  local ztgate="$repo/build/appliance/ztgate" secs=3 min_ratio=0.70 flood_nice=10 t_stop=0
+  ZTMANAGER="" ZTAGENT="" ZTGEN="" ZTCTL=""
+  while (($#)); do
+    case $1 in
+      --ztgate) ztgate=$2; shift 2 ;;
+      --ztmanager) ZTMANAGER=$2; shift 2 ;;
+      --ztagent) ZTAGENT=$2; shift 2 ;;
+      --ztgen) ZTGEN=$2; shift 2 ;;
+      --ztctl) ZTCTL=$2; shift 2 ;;
+      --seconds) secs=$2; shift 2 ;;
+      --min-ratio) min_ratio=$2; shift 2 ;;
+      --flood-nice) flood_nice=$2; shift 2 ;;
+      *) die "demo-flood: unknown argument '$1' (expected --ztgate/--ztmanager/--ztagent/--ztgen/--ztctl PATH, --seconds N, --min-ratio R, --flood-nice N)" ;;
+    esac
+  done
+  [[ -x $ztgate ]] || die "no ztgate binary at $ztgate (build first, or pass --ztgate)"
+  [[ $secs =~ ^[1-9][0-9]*$ ]] || die "demo-flood: --seconds takes a positive integer"
+  local build b
+  build=$(cd "$(dirname "$ztgate")/.." && pwd)
+  : "${ZTMANAGER:=$build/controlplane/ztmanager}" "${ZTAGENT:=$build/tools/ztagent/ztagent}" "${ZTGEN:=$build/tools/ztgen/ztgen}"
+  : "${ZTCTL:=$build/appliance/src/ztctl/ztctl}"
+  for b in "$ZTMANAGER" "$ZTAGENT" "$ZTGEN" "$ZTCTL"; do
+    [[ -x $b ]] || die "no $(basename "$b") binary at $b (build it: ninja -C <build>, or pass --$(basename "$b"))"
+  done
+  for b in iperf3 tcpreplay timeout; do command -v "$b" >/dev/null || die "$b is not installed (appliance/scripts/install-deps.sh)"; done
+  (( EUID == 0 )) || die "demo-flood needs root (network namespaces, veths, TUN)"
+
+  local t_start
+  t_start=$(now_ms)
+  workdir=$(mktemp -d /tmp/ztgate-lab-flood.XXXXXX)
+  zt_base="$workdir/counters-base.json"
+  trap 'trap - EXIT INT TERM; zt_cleanup' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  zt_write_counters_py
+
+  zt_up
+  NS_RUN=(ip netns exec "$GW_NS") MGR_LISTEN=$M_GW_IP MGR_EXTRA=(--epoch-seconds "$ZT_EPOCH")
+  start_manager "$ZTMANAGER" "$here/policy-zt-perf"
+  ZTGATE_EXTRA=(--geneve strip --stats-interval 1 --file-prefix zt-lab-flood --admin-socket "$workdir/admin.sock"
+                --vol-source-pps "$FL_SOURCE_PPS" --vol-block-pps "$FL_BLOCK_PPS" --vol-mac-fail-pps "$FL_MAC_FAIL_PPS"
+                --vol-block-ms "$FL_BLOCK_MS")
+  start_ztgate "$ztgate" "$workdir/stats.json"
+  zt_start_agent frontend "$FE_ID" "$FE_TUN" --route "$B_IP/32" --inbound off
+  ip netns exec "$ZONE_B" iperf3 -s -B "$B_IP" -p "$ZT_IPERF" >/dev/null 2>&1 &
+  wait_until 10 "zone-b's iperf3 server" bash -c "ip netns exec $ZONE_B ss -Hltn 'sport = :$ZT_IPERF' | grep -q LISTEN"
+  log "ztgate (strip, --vol-source-pps $FL_SOURCE_PPS --vol-block-pps $FL_BLOCK_PPS --vol-mac-fail-pps $FL_MAC_FAIL_PPS --vol-block-ms $FL_BLOCK_MS), ztagent frontend ($FE_ID) up"
+
+  # The floods (the forged one is written just before it is sent: its tags carry the time).
+  /usr/bin/python3 -c "import os; print(os.urandom(32).hex())" >"$workdir/attacker.hex"
+  local common=(--dst "$B_IP" --dport "$ZT_IPERF" --src-mac "$MAC_A" --dst-mac "$MAC_B" --seed 7)
+  "$ZTGEN" -o "$workdir/untagged.pcap" --kind untagged:50000 --flows 1000 --proto udp --src "$FL_UNTAGGED_SRC" "${common[@]}" 2>/dev/null \
+    || die "ztgen untagged failed"
+  "$ZTGEN" -o "$workdir/syn.pcap" --kind syn-flood:50000 "${common[@]}" 2>/dev/null || die "ztgen syn-flood failed"
+
+  local base_g base_bytes
+  read -r base_g base_bytes < <(fl_iperf "$secs" "$workdir/iperf-alone.json")
+  local base_pps=$(( base_bytes / 1368 / secs ))
+  log "alone: frontend iperf3 $base_g Gbit/s (about $base_pps packets/s of MSS 1368)"
+
+  local names=() g=() ratio=() fpps=() evid=() listed=()
+  # One flood: tcpreplay (niced, see --flood-nice) starts; once the flooder's prefix is listed
+  # (up to 3 s; 0.5 s when none is expected) the blocklist is recorded and iperf3 runs; the
+  # counters are what ztgate counted from before the flood to after it. FL_PREP (a command) runs
+  # just before tcpreplay: the forged capture is written then, so its tags are fresh.
+  FL_PREP=:
+  fl_flood() {  # name pcap counter-expression show [prefix expected on the blocklist]
+    local name=$1 pcap=$2 expr=$3 show=$4 want=${5:-} tr_pid ok=1 gg sent r seen end
+    zt_snapshot "$zt_base"
+    $FL_PREP
+    ip netns exec "$ZONE_A" nice -n "$flood_nice" tcpreplay -i "$A_IN" -K --topspeed --loop 0 --duration $(( secs + 3 )) "$pcap" \
+        >"$workdir/tcpreplay-$name.out" 2>&1 &
+    tr_pid=$!
+    end=$(( $(now_ms) + $([[ -n $want ]] && echo 2500 || echo 500) ))
+    while :; do
+      seen=$(fl_vol '" ".join("%s(%s, %.1f s left)" % (e["prefix"], e["reason"], e["expires_in_ms"] / 1000) for e in d["blocklist"])')
+      [[ -n $want && $seen == *"$want("* ]] && break
+      (( $(now_ms) < end )) || break
+      sleep 0.1
+    done
+    listed+=("$seen")
+    read -r gg _ < <(fl_iperf "$secs" "$workdir/iperf-$name.json")
+    wait "$tr_pid" || true
+    t_stop=$(now_ms)
+    sent=$(sed -n 's/.*Actual: \([0-9]*\) packets.* \([0-9.]*\) seconds.*/\1 \2/p' "$workdir/tcpreplay-$name.out" | head -1)
+    [[ -n $sent ]] || { cat "$workdir/tcpreplay-$name.out" >&2; die "tcpreplay ($name) printed no statistics"; }
+    local pps
+    pps=$(awk -v n="${sent% *}" -v s="${sent#* }" 'BEGIN { printf "%d", (s > 0 ? n / s : 0) }')
+    zt_counted "$zt_base" 3 "$expr" "$show" || ok=0
+    r=$(awk -v a="$gg" -v b="$base_g" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+    awk -v r="$r" -v m="$min_ratio" 'BEGIN { exit !(r >= m) }' || ok=0
+    names+=("$name") g+=("$gg") ratio+=("$r") fpps+=("$pps") evid+=("$ZT_SHORT")
+    zt_record "$name flood: dropped with its reasons, iperf3 held (>= $min_ratio)" "$ok" \
+      "flood ${sent% *} frames in ${sent#* } s ($pps pps, $(( pps / (base_pps > 0 ? base_pps : 1) ))x iperf3's); iperf3 $gg Gbit/s = $r of alone; ztgate: $ZT_EVIDENCE" \
+      "$pps pps; iperf3 $gg Gbit/s ($r); $ZT_SHORT"
+  }
+  # 1. untagged UDP from one spoofed host of 10.66.0.0/24: over the per-source rate, then listed.
+  # Each expression: at least 90 % of what ztgate dropped during the run for the expected reasons.
+  local D='(a["dropped"] - b["dropped"])'
+  fl_flood untagged "$workdir/untagged.pcap" "dd('blocklisted') + dd('source_rate_limited') >= 0.9 * $D and dd('blocklisted') > 0" \
+    'blocklisted=dd("blocklisted");source_rate_limited=dd("source_rate_limited")' "${FL_UNTAGGED_SRC%.*}.0/24"
+  # 2. SYN flood from random sources (every packet from another /24): no source is heavy, each
+  #    SYN is refused by the policy (default deny) and opens no flow.
+  fl_flood syn "$workdir/syn.pcap" "dd('policy_default_deny') >= 0.9 * $D and dd('policy_default_deny') >= 1000 and fd('admitted') <= 4" \
+    'policy_default_deny=dd("policy_default_deny");flows admitted=fd("admitted")'
+  # 3. forged tags claiming frontend (random MACs, current time), outer source 10.88.0.9: MAC
+  #    failures, then listed. Later loops of the capture fail the time window instead: also tag_*.
+  fl_make_forged() {
+    "$ZTGEN" -o "$workdir/forged.pcap" --kind forged-flood:50000 --identity "$FE_ID" --outer-src "$FL_FORGED_SRC" \
+        --key-master "$workdir/attacker.hex" --key-domain ztgate.local --epoch-length "$ZT_EPOCH" --time-offset-ms 200 \
+        "${common[@]}" 2>/dev/null || die "ztgen forged-flood failed"
+  }
+  FL_PREP=fl_make_forged
+  fl_flood forged "$workdir/forged.pcap" "dd('blocklisted') + sum(v - b['drops'].get(r, 0) for r, v in a['drops'].items() if r.startswith('tag_')) >= 0.9 * $D and dd('blocklisted') > 0 and dd('tag_forged_mac') > 0" \
+    'blocklisted=dd("blocklisted");tag_forged_mac=dd("tag_forged_mac");tag_time_window=dd("tag_time_window")' "${FL_FORGED_SRC%.*}.0/24"
+  # Blocklist: each flooder's prefix was listed during its flood; nothing is left once the
+  # last flood stopped and --vol-block-ms passed (an entry expires block-ms after its listing).
+  local left="" ok=1 left_was=""
+  [[ ${listed[0]} == *"${FL_UNTAGGED_SRC%.*}.0/24("* && ${listed[2]} == *"${FL_FORGED_SRC%.*}.0/24("* ]] || ok=0
+  local end=$(( t_stop + FL_BLOCK_MS + 2000 ))
+  while (( $(now_ms) < end )); do
+    [[ $(fl_vol 'len(d["blocklist"])') == 0 ]] && { left=$(( $(now_ms) - t_stop )); break; }
+    sleep 0.1
+  done
+  [[ -n $left ]] || { ok=0; left_was=$(json_get "$workdir/vol.json" 'd["blocklist"]'); }
+  zt_record "blocklist entries expire after the flood (--vol-block-ms $FL_BLOCK_MS)" "$ok" \
+    "listed during the untagged flood: [${listed[0]}]; syn flood: [${listed[1]}]; forged flood: [${listed[2]}]; list empty $( [[ -n $left ]] && echo "$left ms after the last flood stopped" || echo "NOT within $(( FL_BLOCK_MS + 2000 )) ms of the last flood: $left_was")"
+
+  reap "${zt_agent_pids[0]}" TERM 10 || true
+  zt_agent_pids=()
+  stop_ztgate
+  stop_manager
+
+  printf '\nfrontend iperf3 (tagged by ztagent, verified by ztgate) %d s per run; floods by tcpreplay --topspeed (nice %s) from zone-a\n' "$secs" "$flood_nice" >&2
+  printf '%-10s %12s %7s %12s %s\n' "run" "Gbit/s" "ratio" "flood pps" "ztgate drops during the run" >&2
+  printf '%-10s %12s %7s %12s %s\n' "alone" "$base_g" "1.000" "-" "(iperf3 ~$base_pps pps)" >&2
+  local i
+  for i in "${!names[@]}"; do
+    printf '%-10s %12s %7s %12s %s\n' "${names[$i]}" "${g[$i]}" "${ratio[$i]}" "${fpps[$i]}" "${evid[$i]}" >&2
+  done
+  printf '\n%-66s %-5s %s\n' "expectation" "" "what happened" >&2
+  for i in "${!zt_names[@]}"; do
+    printf '%-66s %-5s %s\n' "${zt_names[$i]}" "${zt_results[$i]}" "${zt_evidence[$i]}" >&2
+  done
+  echo >&2
+  local drops
+  drops=$(json_get "$workdir/stats.json" '", ".join(f"{r} {n}" for r, n in sorted(d["drops"].items(), key=lambda kv: -kv[1]) if n)')
+  log "ztgate totals: $(json_get "$workdir/stats.json" '"received %d = forwarded %d + dropped %d" % (d["received"], d["forwarded"], d["dropped"])'); drops: $drops"
+  local took=$(( $(now_ms) - t_start ))
+  log "demo-flood took $(( took / 1000 )).$(( took % 1000 / 100 )) s"
+  (( zt_failed == 0 )) || die "demo-flood: at least one expectation failed (table above)"
+  log "PASS: every flood dropped with its reasons, frontend's iperf3 kept >= $min_ratio of its throughput, blocklist entries expired"
+}
+
 zt_cleanup() {
   local p
   for p in "${zt_agent_pids[@]}"; do reap "$p" TERM 5 >/dev/null 2>&1 || true; done
@@ -841,7 +1033,9 @@ case ${1:-} in
   down) lab_down; log "lab removed" ;;
   demo) shift; lab_demo "$@" ;;
   demo-zt) shift; lab_demo_zt "$@" ;;
+  demo-flood) shift; lab_demo_flood "$@" ;;
   status) ip netns list; ip -br link show | grep -E "zt-(a|b)1" || true ;;
   *) echo "usage: $0 up|down|status|demo [--ztgate PATH] [--ztmanager PATH] [--seconds N] [--policy DIR] [--no-manager]" >&2
-     echo "       $0 demo-zt [--ztgate PATH] [--ztmanager PATH] [--ztagent PATH] [--ztgen PATH] [--seconds N]" >&2; exit 2 ;;
+     echo "       $0 demo-zt [--ztgate PATH] [--ztmanager PATH] [--ztagent PATH] [--ztgen PATH] [--seconds N]" >&2
+     echo "       $0 demo-flood [--ztgate PATH] [--ztmanager PATH] [--ztagent PATH] [--ztgen PATH] [--ztctl PATH] [--seconds N] [--min-ratio R]" >&2; exit 2 ;;
 esac

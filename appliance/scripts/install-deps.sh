@@ -21,6 +21,8 @@ pkgs=(
   faketime
   # lab
   iproute2 iputils-ping ethtool iperf3 curl python3 procps
+  # lab.sh demo-flood replays ztgen's flood captures
+  tcpreplay
 )
 
 missing=()
