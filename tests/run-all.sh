@@ -34,9 +34,9 @@ step "tests: unit, component, lab, benchmark smoke"
 meson test -C build --print-errorlogs --num-processes "$jobs" || failed=1
 step "tests under ASan + UBSan: unit and component"
 meson test -C build-asan --print-errorlogs --num-processes "$jobs" --no-suite perf-smoke --no-suite lab || failed=1
-step "fuzzers, ${ZT_FUZZ_SECONDS:-20} s each"
+step "fuzzers, ${ZT_FUZZ_SECONDS:-20} s each, ${FUZZ_PARALLEL:-$jobs} at a time"
 fuzz_rc=0
-tests/fuzz/run-fuzz.sh "${ZT_FUZZ_SECONDS:-20}" || { fuzz_rc=1; failed=1; }
+FUZZ_PARALLEL=${FUZZ_PARALLEL:-$jobs} tests/fuzz/run-fuzz.sh "${ZT_FUZZ_SECONDS:-20}" || { fuzz_rc=1; failed=1; }
 
 # One closing line over all of it.
 /usr/bin/python3 - "$fuzz_rc" <<'PY'

@@ -7,6 +7,7 @@
 # CI runs it with 20 s per target (tests/run-all.sh); a longer hunt is, for example,
 #   tests/fuzz/run-fuzz.sh 3600 pipeline          (one target, one hour)
 #   FUZZ_JOBS=2 tests/fuzz/run-fuzz.sh 1800       (each target on 2 processes)
+#   FUZZ_PARALLEL=2 tests/fuzz/run-fuzz.sh 20     (two targets at a time: CI, one per core)
 #
 # A target is tests/fuzz/<name>_fuzz.cpp plus tests/fuzz/<name>.sources (one source path per line,
 # relative to the repository root, compiled with it; a `.proto` line is run through protoc into
@@ -31,6 +32,7 @@ dir="$root/tests/fuzz"
 out="$root/build-fuzz"
 cxx=${CXX_FUZZ:-clang++-16}
 fuzz_jobs=${FUZZ_JOBS:-1}
+fuzz_parallel=${FUZZ_PARALLEL:-1}
 pcap_dir=${ZT_PCAP_DIR:-$root/../shared/testdata/pcaps}
 common="-std=c++2b -Wno-macro-redefined -D__cpp_concepts=202002L -O1 -gline-tables-only \
 -fno-omit-frame-pointer -fno-sanitize-recover=all"
@@ -178,42 +180,58 @@ if ((!build_ok)); then
   grep -E 'error|FAILED' "$out/build.log" | head -n 40 >&2
 fi
 
-for name in "${targets[@]}"; do
+# One target: seeds, then fuzzing; a failure leaves $out/<name>.failed saying what failed (the
+# targets may run side by side, FUZZ_PARALLEL, so results travel through files).
+run_target() {
+  local name=$1
+  rm -f "$out/$name.failed"
   if [[ ! -x $out/${name}_fuzz ]] || { ((!build_ok)) && ! ninja -C "$out" "${name}_fuzz" >/dev/null 2>&1; }; then
     echo "== $name: build FAILED (see $out/build.log)" >&2
-    failed+=("$name(build)")
-    continue
+    echo "$name(build)" >"$out/$name.failed"
+    return
   fi
-  corpus="$out/corpus/$name"
-  seeds="$out/seeds/$name"
-  artifacts="$out/artifacts/$name"
+  local corpus="$out/corpus/$name" seeds="$out/seeds/$name" artifacts="$out/artifacts/$name"
   mkdir -p "$corpus" "$seeds" "$artifacts"
   if [[ -f $dir/${name}_seeds.cpp ]]; then
     rm -rf "$seeds" && mkdir -p "$seeds"
     if ! "$out/${name}_seeds" "$seeds" "$pcap_dir"; then
-      failed+=("$name(seeds)")
-      continue
+      echo "$name(seeds)" >"$out/$name.failed"
+      return
     fi
   fi
-  dirs=("$corpus" "$seeds")
+  local dirs=("$corpus" "$seeds")
   [[ -d $dir/regressions/$name ]] && dirs+=("$dir/regressions/$name")
 
   echo "== $name: fuzzing for ${seconds}s (log: $out/$name.log)"
-  rc=0
-  extra=()
+  local rc=0 extra=()
   ((fuzz_jobs > 1)) && extra=(-fork="$fuzz_jobs" -ignore_crashes=0)
   "$out/${name}_fuzz" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "${extra[@]}" "${dirs[@]}" \
     >"$out/$name.log" 2>&1 || rc=$?
   grep -E '^(INFO: seed corpus|#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units)' \
-    "$out/$name.log" || true
+    "$out/$name.log" | sed "s/^/$name: /" || true
   if ((rc != 0)); then
     tail -n 40 "$out/$name.log" >&2
     echo "== $name: FAILED (exit $rc); crashing input in $artifacts/" >&2
-    failed+=("$name")
+    echo "$name" >"$out/$name.failed"
   else
     echo "== $name: no crash"
   fi
+}
+
+# FUZZ_PARALLEL targets at a time (CI: one per core), each on its own process.
+running=0
+for name in "${targets[@]}"; do
+  if ((running >= fuzz_parallel)); then
+    wait -n || true
+    ((running--))
+  fi
+  run_target "$name" &
+  ((++running))
+done
+wait
+for name in "${targets[@]}"; do
+  if [[ -f $out/$name.failed ]]; then failed+=("$(cat "$out/$name.failed")"); fi
 done
 
 if ((${#failed[@]})); then
