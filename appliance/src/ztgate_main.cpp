@@ -238,10 +238,7 @@ int main(int argc, char** argv) {
     return std::unexpected(fmt::format("segment '{}' is not in the policy in force", name));
   };
   co.apply = [&](const cfg::Tunables& next) -> std::expected<void, std::string> {
-    if (next.tcp_established_s != applied.tcp_established_s || next.tcp_transitory_s != applied.tcp_transitory_s ||
-        next.udp_s != applied.udp_s || next.icmp_s != applied.icmp_s)
-      return std::unexpected("flow.timeout.*: the workers' flow timeouts cannot be changed live yet (no dataplane "
-                             "command for it); `ztctl delete flow.timeout.…` and commit again");
+    if (auto t = zt::admin::flow_timeouts_from(next, rte_get_tsc_hz()); !t) return std::unexpected(t.error());
     static const std::map<std::string, std::uint32_t> kLevels = {
         {"error", RTE_LOG_ERR}, {"warning", RTE_LOG_WARNING}, {"notice", RTE_LOG_NOTICE},
         {"info", RTE_LOG_INFO}, {"debug", RTE_LOG_DEBUG}};
@@ -268,6 +265,8 @@ int main(int argc, char** argv) {
       s2->policy = *compiled;
       republish = std::move(s2);
     }
+    if (auto r = zt::admin::apply_flow_timeouts(runtime.control(), applied, next, rte_get_tsc_hz()); !r)
+      return std::unexpected(r.error());
     if (auto r = runtime.control().set_volumetric(*volumetric); !r) return std::unexpected(r.error());
     if (republish) runtime.publish(republish);
     rte_log_set_global_level(level->second);
@@ -284,6 +283,16 @@ int main(int argc, char** argv) {
                  error.empty() ? fmt::format("commit {} restored the configuration before the unconfirmed one", r.number)
                                : error);
   };
+  // The config file's `tunables:` become running at start, through the same apply as a commit.
+  cfg::Tunables initial = opt.file.tunables;
+  if (initial.log_level == cfg::Tunables{}.log_level) initial.log_level = opt.runtime.eal_log_level;
+  if (initial != applied) {
+    if (auto r = co.apply(initial); !r) {
+      fmt::print(stderr, "ztgate: the config file's tunables: {}\n", r.error());
+      return 2;
+    }
+  }
+  co.initial = applied;
   cfg::CandidateStore candidate(std::move(co));
   candidate.start_timer(std::chrono::milliseconds(200));
   service->set_candidate(&candidate);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "zt/dataplane/pipeline.hpp"
 
@@ -57,6 +58,7 @@ std::string_view to_string(CommandKind k) noexcept {
     case CommandKind::dump_blocklist: return "dump blocklist";
     case CommandKind::dump_top_talkers: return "dump top talkers";
     case CommandKind::clear_blocklist: return "clear blocklist";
+    case CommandKind::set_flow_timeouts: return "set flow timeouts";
   }
   return "unknown command";
 }
@@ -131,6 +133,9 @@ bool WorkerMailbox::step(Pipeline& p, WorkerCounters& c) noexcept {
                                                           static_cast<std::uint8_t>(cur_.arg), rte_rdtsc());
       return true;
     }
+    case CommandKind::set_flow_timeouts:
+      if (cur_.timeouts != nullptr) p.flows().set_timeouts(*cur_.timeouts);
+      return true;
     case CommandKind::stage_timing: p.set_stage_timing(cur_.arg != 0); return true;
     case CommandKind::trace:
       p.trace(cur_.arg, trace_);
@@ -258,7 +263,8 @@ void Control::reap(Worker& w) {
 }
 
 std::expected<Control::Ticket, std::string> Control::post(unsigned worker, CommandKind kind, const FlowFilter& f,
-                                                          std::uint64_t arg, std::uint32_t dump_capacity) {
+                                                          std::uint64_t arg, std::uint32_t dump_capacity,
+                                                          const FlowTimeouts* timeouts) {
   std::lock_guard lock(command_mu_);
   if (worker >= workers_.size())
     return std::unexpected(fmt::format("no worker {} (there are {})", worker, workers_.size()));
@@ -270,6 +276,10 @@ std::expected<Control::Ticket, std::string> Control::post(unsigned worker, Comma
   if (kind == CommandKind::dump_flows && dump_capacity != 0) p.out = std::make_unique<FlowRecord[]>(dump_capacity);
   if ((kind == CommandKind::dump_blocklist || kind == CommandKind::dump_top_talkers) && dump_capacity != 0)
     p.vol_out = std::make_unique<VolumetricEntry[]>(dump_capacity);
+  if (kind == CommandKind::set_flow_timeouts) {
+    if (timeouts == nullptr) return std::unexpected("set flow timeouts: no timeouts given");
+    p.timeouts = std::make_unique<FlowTimeouts>(*timeouts);
+  }
   Command cmd;
   cmd.seq = p.seq;
   cmd.kind = kind;
@@ -279,6 +289,7 @@ std::expected<Control::Ticket, std::string> Control::post(unsigned worker, Comma
   cmd.out_capacity = p.out || p.vol_out ? dump_capacity : 0;
   cmd.vol_out = p.vol_out.get();
   cmd.result = p.result.get();
+  cmd.timeouts = p.timeouts.get();
   if (!w.mailbox->post(cmd))
     return std::unexpected(fmt::format("{} has {} commands waiting in its mailbox and takes no more: it is "
                                        "not answering (stalled, or not started)",
@@ -454,6 +465,43 @@ std::expected<std::uint64_t, std::string> Control::clear_blocklist(std::optional
                [&](const Reply& rep) { n += rep.result.count; });
   if (!r) return std::unexpected(r.error());
   return n;
+}
+
+// ---- flow timeouts ------------------------------------------------------------------------
+
+std::expected<void, std::string> Control::set_flow_timeouts(const FlowTimeouts& t,
+                                                            std::optional<std::chrono::milliseconds> timeout) {
+  const std::pair<const char*, std::uint64_t> fields[] = {
+      {"tcp_syn", t.tcp_syn}, {"tcp_established", t.tcp_established}, {"tcp_closing", t.tcp_closing},
+      {"udp", t.udp},         {"icmp", t.icmp},                       {"other", t.other}};
+  for (auto& [name, v] : fields)
+    if (v == 0)
+      return std::unexpected(fmt::format("set flow timeouts: the {} timeout is 0 ticks; every flow would "
+                                         "expire at once (give at least 1 tick)", name));
+  std::lock_guard lock(command_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(cfg_.timeout);
+  std::vector<std::expected<Ticket, std::string>> tickets;
+  for (unsigned w = 0; w < workers_.size(); ++w)
+    tickets.push_back(post(w, CommandKind::set_flow_timeouts, {}, 0, 0, &t));
+  {
+    std::lock_guard p(publish_mu_);
+    flow_timeouts_ = t;  // what every worker that answers uses (and a late one once it runs)
+  }
+  std::string errors;
+  for (auto& tk : tickets) {
+    if (!tk) {
+      errors += (errors.empty() ? "" : "; ") + tk.error();
+      continue;
+    }
+    if (auto r = wait(*tk, deadline); !r) errors += (errors.empty() ? "" : "; ") + r.error();
+  }
+  if (!errors.empty()) return std::unexpected(fmt::format("{}: {}", to_string(CommandKind::set_flow_timeouts), errors));
+  return {};
+}
+
+std::optional<FlowTimeouts> Control::flow_timeouts() const {
+  std::lock_guard lock(publish_mu_);
+  return flow_timeouts_;
 }
 
 std::size_t Control::drain_flow_logs(std::vector<FlowLogRecord>& out, std::size_t max) {

@@ -252,6 +252,8 @@ std::uint32_t FlowTable::identity_flows(std::uint32_t identity) const noexcept {
   return 0;
 }
 
+void FlowTable::set_timeouts(const FlowTimeouts& t) noexcept { timeouts_ = t; }
+
 bool FlowTable::expired(const FlowEntry& e, std::uint64_t now) const noexcept {
   std::uint64_t t;
   switch (e.key.proto) {

@@ -386,12 +386,16 @@ def test_a_read_only_user_cannot_set(gate):
     assert ztctl_json("show", "candidate", socket_path=gate.sock)["changes"] == []
 
 
-def test_a_commit_that_cannot_apply_changes_nothing(gate):
+def test_a_flow_timeout_commit_reaches_the_workers_and_delete_restores_the_default(gate):
+    # (An apply that fails leaving running unchanged: tests/appliance/candidate_test.cpp.)
     assert ztctl("set", "flow.timeout.udp", "30", socket_path=gate.sock).returncode == 0
     r = ztctl("commit", socket_path=gate.sock)
-    assert r.returncode == 1 and "commit failed, running unchanged" in r.stderr
-    assert ztctl_json("show", "configuration", socket_path=gate.sock)["running"]["flow.timeout.udp"] == "60"
+    assert r.returncode == 0, r.stderr
+    assert ztctl_json("show", "configuration", socket_path=gate.sock)["running"]["flow.timeout.udp"] == "30"
+    assert ztctl_json("show", "runtime", socket_path=gate.sock)["flow_timeouts_s"]["udp"] == 30
     assert ztctl("delete", "flow.timeout.udp", socket_path=gate.sock).returncode == 0
+    assert ztctl("commit", socket_path=gate.sock).returncode == 0
+    assert ztctl_json("show", "runtime", socket_path=gate.sock)["flow_timeouts_s"]["udp"] == 60
     assert "no changes" in ztctl("show", "candidate", socket_path=gate.sock).stdout
 
 
@@ -472,3 +476,52 @@ def test_check_config_validates_a_yaml_file_without_starting(tmp_path):
     bad.write_text("ports:\n  a: net_null0\n  b: net_null1\n  workers: 99\n")
     r = subprocess.run([ZTGATE, "--check-config", str(bad)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--workers 99: expected 1 to 64" in r.stderr and f"{bad}:4" in r.stderr
+
+
+def test_live_flow_timeouts_age_flows_out_and_an_unconfirmed_commit_restores_them(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    e = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.1.0.1", dst="10.2.0.1")
+    write_pcap(tmp_path / "in_a.pcap", [e / UDP(sport=7000, dport=7001), e / TCP(sport=7002, dport=80, flags="S")])
+    g = Gate(tmp_path, "allow-all", tmp_path / "in_a.pcap")  # both frames replayed once, at start
+    try:
+        def flows():
+            return {f["proto"]: f for f in ztctl_json("show", "flows", socket_path=g.sock)["flows"]}
+
+        def wait_for(cond, what, seconds=4):
+            deadline = time.time() + seconds
+            while not cond():
+                assert time.time() < deadline, what
+                time.sleep(0.1)
+
+        wait_for(lambda: set(flows()) == {"udp", "tcp"}, "the UDP and TCP flows were not opened")
+        opened = time.time()
+        assert ztctl_json("show", "runtime", socket_path=g.sock)["flow_timeouts_s"]["udp"] == 60
+        time.sleep(max(0.0, opened + 1.5 - time.time()))
+        assert "udp" in flows(), "idle 1.5 s: the default 60 s UDP timeout keeps the flow"
+
+        bad = ztctl("set", "flow.timeout.udp", "0", socket_path=g.sock)
+        assert bad.returncode == 1 and "flow.timeout.udp '0': expected 1s to 7 days" in bad.stderr
+        assert ztctl("set", "flow.timeout.udp", "1", socket_path=g.sock).returncode == 0
+        r = ztctl("commit", socket_path=g.sock)
+        assert r.returncode == 0, r.stderr
+        assert ztctl_json("show", "configuration", socket_path=g.sock)["running"]["flow.timeout.udp"] == "1"
+        assert "  flow.timeout.udp 1\n" in ztctl("show", "configuration", socket_path=g.sock).stdout
+        t = ztctl_json("show", "runtime", socket_path=g.sock)["flow_timeouts_s"]
+        assert (t["udp"], t["tcp_syn"], t["tcp_closing"], t["tcp_established"]) == (1, 20, 20, 1800)
+        wait_for(lambda: "udp" not in flows(), "the UDP flow, idle > 1 s, outlived its new 1 s timeout", 3)
+        assert "tcp" in flows(), "the SYN-sent TCP flow keeps its 20 s timeout"
+
+        # commit confirmed, not confirmed: the SYN flow goes under 1 s, then 20 s is back.
+        assert ztctl("set", "flow.timeout.tcp_transitory", "1", socket_path=g.sock).returncode == 0
+        assert ztctl("commit", "confirmed", "1s", socket_path=g.sock).returncode == 0
+        assert ztctl_json("show", "runtime", socket_path=g.sock)["flow_timeouts_s"]["tcp_syn"] == 1
+        wait_for(lambda: flows() == {}, "the SYN-sent flow outlived a 1 s transitory timeout", 3)
+
+        def rolled_back():
+            running = ztctl_json("show", "configuration", socket_path=g.sock)["running"]
+            return running["flow.timeout.tcp_transitory"] == "20"
+        wait_for(rolled_back, "commit confirmed 1s was not rolled back", 5)
+        t = ztctl_json("show", "runtime", socket_path=g.sock)["flow_timeouts_s"]
+        assert (t["udp"], t["tcp_syn"], t["tcp_closing"]) == (1, 20, 20), "the rollback restores the workers' timeouts"
+    finally:
+        g.close()

@@ -390,3 +390,52 @@ TEST_F(ControlTest, AWorkerThatDoesNotAnswerIsNamedAndItsLateAnswerIsHarmless) {
 }
 
 }  // namespace
+
+TEST_F(ControlTest, ShorterUdpTimeoutSetLiveAgesAUdpFlowOutAfterItAndNotBefore) {
+  start();
+  const std::uint64_t hz = rte_get_tsc_hz();
+  // The table starts with the default 60 s UDP timeout; 0.5 s from now on, other protocols as before.
+  const dp::FlowTimeouts t = dp::make_timeouts(hz, 20, 1800, 10, 0.5, 30, 60);
+  auto r = control->set_flow_timeouts(t);
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_TRUE(control->flow_timeouts().has_value());
+  EXPECT_EQ(control->flow_timeouts()->udp, hz / 2);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  send({udp(A1, B5, 3000, 53)});
+  ASSERT_EQ(flows().size(), 1u) << "the flow must outlive the first dump (its timeout is 0.5 s)";
+  std::chrono::steady_clock::duration gone{};
+  while (true) {
+    std::this_thread::sleep_for(20ms);
+    if (flows().empty()) {
+      gone = std::chrono::steady_clock::now() - t0;
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, 5s) << "the UDP flow never idled out after 0.5 s";
+  }
+  EXPECT_GE(gone, 500ms) << "the flow went before its 0.5 s idle timeout";
+  // Its next packet is a new flow, decided anew.
+  send({udp(A1, B5, 3000, 53)});
+  EXPECT_EQ(counters->new_flows.get(), 2u);
+  EXPECT_EQ(pipe->flows().timeouts().udp, hz / 2);
+  EXPECT_EQ(pipe->flows().timeouts().tcp_established, 1800 * hz);
+}
+
+TEST_F(ControlTest, FlowTimeoutsAreValidatedAndAWorkerThatDoesNotAnswerIsNamed) {
+  dp::FlowTimeouts t = dp::make_timeouts(rte_get_tsc_hz());
+  t.icmp = 0;
+  auto r = control->set_flow_timeouts(t);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("the icmp timeout is 0 ticks"), std::string::npos) << r.error();
+  EXPECT_FALSE(control->flow_timeouts().has_value()) << "a refused change is not recorded";
+
+  t.icmp = 5 * rte_get_tsc_hz();  // the worker is not running yet: it cannot answer
+  r = control->set_flow_timeouts(t, 50ms);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("set flow timeouts"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("worker 0 (lcore"), std::string::npos) << r.error();
+  start();  // the late worker applies it once it runs
+  r = control->set_flow_timeouts(t);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(pipe->flows().timeouts().icmp, 5 * rte_get_tsc_hz());
+}

@@ -300,7 +300,15 @@ std::expected<json, std::string> Service::show_runtime(const Args&) {
                   {"cycles_per_packet", rx ? static_cast<double>(w.busy_cycles) / rx : 0.0},
                   {"stages", stages}});
   }
-  return json{{"stage_timing", stage_timing_}, {"tsc_hz", rte_get_tsc_hz()}, {"workers", ws}};
+  // The flow idle timeouts the workers use (flow.timeout.* once committed; before that, the
+  // start-up defaults Runtime creates the flow tables with), in seconds.
+  const std::uint64_t hz = rte_get_tsc_hz();
+  const dp::FlowTimeouts ft = rt_.control().flow_timeouts().value_or(dp::make_timeouts(hz));
+  const auto secs = [hz](std::uint64_t ticks) { return hz ? static_cast<double>(ticks) / static_cast<double>(hz) : 0.0; };
+  const json timeouts = {{"tcp_syn", secs(ft.tcp_syn)}, {"tcp_established", secs(ft.tcp_established)},
+                         {"tcp_closing", secs(ft.tcp_closing)}, {"udp", secs(ft.udp)},
+                         {"icmp", secs(ft.icmp)}, {"other", secs(ft.other)}};
+  return json{{"stage_timing", stage_timing_}, {"tsc_hz", hz}, {"flow_timeouts_s", timeouts}, {"workers", ws}};
 }
 
 std::expected<json, std::string> Service::show_drops(const Args& args) {
@@ -796,6 +804,52 @@ std::expected<json, std::string> Service::delete_key(const Args& args) {
   const auto key = arg(args, "key");
   if (auto r = (*st)->remove(key); !r) return std::unexpected(r.error());
   return json{{"deleted", key}, {"candidate", diff_json((*st)->show_candidate())}};
+}
+
+// ---- flow timeouts (the apply step of flow.timeout.*) ---------------------------------------
+
+std::expected<dp::FlowTimeouts, std::string> flow_timeouts_from(const appliance::config::Tunables& t,
+                                                                std::uint64_t ticks_per_second) {
+  constexpr std::uint32_t kMax = 7 * 24 * 3600;  // as `set` allows
+  if (ticks_per_second == 0) return std::unexpected("flow.timeout.*: the TSC frequency is unknown (0 Hz)");
+  const std::pair<const char*, std::uint32_t> keys[] = {{"flow.timeout.tcp_established", t.tcp_established_s},
+                                                        {"flow.timeout.tcp_transitory", t.tcp_transitory_s},
+                                                        {"flow.timeout.udp", t.udp_s},
+                                                        {"flow.timeout.icmp", t.icmp_s}};
+  for (auto& [key, v] : keys)
+    if (v < 1 || v > kMax)
+      return std::unexpected(fmt::format("{} {}: expected 1s to 7 days ({} s)", key, v, kMax));
+  // 7 days at a 10 GHz TSC is ~6e15 ticks: no overflow in 64 bits.
+  const auto ticks = [ticks_per_second](std::uint32_t s) { return std::uint64_t{s} * ticks_per_second; };
+  dp::FlowTimeouts out = dp::make_timeouts(ticks_per_second);  // `other` keeps its default
+  out.tcp_syn = ticks(t.tcp_transitory_s);
+  out.tcp_established = ticks(t.tcp_established_s);
+  out.tcp_closing = ticks(t.tcp_transitory_s);
+  out.udp = ticks(t.udp_s);
+  out.icmp = ticks(t.icmp_s);
+  return out;
+}
+
+bool flow_timeouts_differ(const appliance::config::Tunables& a, const appliance::config::Tunables& b) {
+  return a.tcp_established_s != b.tcp_established_s || a.tcp_transitory_s != b.tcp_transitory_s ||
+         a.udp_s != b.udp_s || a.icmp_s != b.icmp_s;
+}
+
+std::expected<void, std::string> apply_flow_timeouts(dp::Control& control, const appliance::config::Tunables& running,
+                                                     const appliance::config::Tunables& next,
+                                                     std::uint64_t ticks_per_second) {
+  if (!flow_timeouts_differ(running, next)) return {};
+  auto t = flow_timeouts_from(next, ticks_per_second);
+  if (!t) return std::unexpected(t.error());
+  if (auto r = control.set_flow_timeouts(*t); !r) {
+    // Running stays as it was: put the workers that answered back on its timeouts (best effort;
+    // a worker that did not answer takes the new ones, then these, once it runs again).
+    if (auto old = flow_timeouts_from(running, ticks_per_second)) (void)control.set_flow_timeouts(*old);
+    return std::unexpected(fmt::format("flow.timeout.*: not every worker took the new timeouts ({}); "
+                                       "commit again once they answer",
+                                       r.error()));
+  }
+  return {};
 }
 
 std::expected<json, std::string> Service::show_candidate(const Args&) {

@@ -23,6 +23,7 @@ namespace zt::appliance {
 class ManagerSource;
 namespace config {
 class CandidateStore;
+struct Tunables;
 }
 }  // namespace zt::appliance
 
@@ -53,6 +54,21 @@ class AuditLog {
   std::mutex mu_;
   std::ofstream file_;
 };
+
+// The apply step of `flow.timeout.*` (a commit, its automatic rollback, or the config file's
+// tunables at start): the seconds an operator sets as the workers' dp::FlowTimeouts in TSC
+// ticks. `flow.timeout.tcp_transitory` covers SYN-sent/received and closing TCP flows (FIN or
+// RST seen); flows of other protocols keep 60 s. Each key is checked again (1 s to 7 days) and a
+// refusal names it. Then `dp::Control::set_flow_timeouts` posts the result to every worker.
+std::expected<dp::FlowTimeouts, std::string> flow_timeouts_from(const appliance::config::Tunables& t,
+                                                                std::uint64_t ticks_per_second);
+// Whether going from `a` to `b` changes any flow.timeout.* key.
+bool flow_timeouts_differ(const appliance::config::Tunables& a, const appliance::config::Tunables& b);
+// Both steps for a commit from `running` to `next`: nothing if no flow.timeout.* key changes,
+// else every worker uses the new timeouts when this returns. Errors start with "flow.timeout".
+std::expected<void, std::string> apply_flow_timeouts(dp::Control& control, const appliance::config::Tunables& running,
+                                                     const appliance::config::Tunables& next,
+                                                     std::uint64_t ticks_per_second);
 
 struct ServiceInfo {
   std::string version;

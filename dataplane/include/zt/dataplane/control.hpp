@@ -81,6 +81,7 @@ enum class CommandKind : std::uint8_t {
   dump_blocklist,    // copy up to `out_capacity` live blocklist entries to `vol_out`
   dump_top_talkers,  // copy up to `out_capacity` top talkers (current window first) to `vol_out`
   clear_blocklist,   // remove entries inside filter.address/arg (no address: all); result: how many
+  set_flow_timeouts, // replace the flow table's idle timeouts with `*timeouts` (between bursts)
 };
 std::string_view to_string(CommandKind k) noexcept;
 
@@ -99,6 +100,7 @@ struct Command {
   std::uint32_t out_capacity = 0;
   CommandResult* result = nullptr;
   VolumetricEntry* vol_out = nullptr;  // dump_blocklist, dump_top_talkers
+  const FlowTimeouts* timeouts = nullptr;  // set_flow_timeouts (held by the control side until done)
 };
 static_assert(std::is_trivially_copyable_v<Command> && sizeof(Command) % 4 == 0);
 
@@ -217,6 +219,17 @@ class Control {
   // returns how many live ones.
   std::expected<std::uint64_t, std::string> clear_blocklist(
       std::optional<rules::IpPrefix> prefix = {}, std::optional<std::chrono::milliseconds> timeout = {});
+  // Flow idle timeouts (in TSC ticks, see make_timeouts): every worker's flow table uses `t`
+  // from its next loop iteration on, for the flows it holds and the ones it creates. Validates
+  // (every timeout at least one tick); fails naming every worker that did not answer. Once
+  // posted, `t` is what flow_timeouts() reports: the workers that answered use it, and a late
+  // worker does once it drains its mailbox (a worker whose mailbox was full never gets it).
+  std::expected<void, std::string> set_flow_timeouts(const FlowTimeouts& t,
+                                                     std::optional<std::chrono::milliseconds> timeout = {});
+  // The timeouts last passed to set_flow_timeouts; nullopt before the first call (the workers
+  // then use what their FlowTableConfig said).
+  std::optional<FlowTimeouts> flow_timeouts() const;
+
   // Moves up to `max` flow-log records (each worker's in order, `worker` filled in) into `out`.
   std::size_t drain_flow_logs(std::vector<FlowLogRecord>& out, std::size_t max = SIZE_MAX);
 
@@ -232,8 +245,10 @@ class Control {
     std::vector<FlowRecord> flows;  // dump_flows
     std::vector<VolumetricEntry> entries;  // dump_blocklist, dump_top_talkers
   };
+  // `timeouts`: set_flow_timeouts only (copied; the copy lives until the worker is done).
   std::expected<Ticket, std::string> post(unsigned worker, CommandKind kind, const FlowFilter& f = {},
-                                          std::uint64_t arg = 0, std::uint32_t dump_capacity = 0);
+                                          std::uint64_t arg = 0, std::uint32_t dump_capacity = 0,
+                                          const FlowTimeouts* timeouts = nullptr);
   std::expected<Reply, std::string> wait(const Ticket& t, std::chrono::steady_clock::time_point deadline);
 
  private:
@@ -242,6 +257,7 @@ class Control {
     std::unique_ptr<CommandResult> result;
     std::unique_ptr<FlowRecord[]> out;
     std::unique_ptr<VolumetricEntry[]> vol_out;
+    std::unique_ptr<FlowTimeouts> timeouts;  // set_flow_timeouts: read by the worker
     bool abandoned = false;  // its wait timed out: freed once the worker reports it done
   };
   struct Worker {
@@ -262,6 +278,7 @@ class Control {
   ControlConfig cfg_;
   std::vector<Worker> workers_;
   std::string prepare_error_;  // guarded by publish_mu_
+  std::optional<FlowTimeouts> flow_timeouts_;  // guarded by publish_mu_
   void publish_locked(std::shared_ptr<const Snapshot> s);  // publish_mu_ held
   std::array<std::uint16_t, kMaxPorts> port_ids_{};
   std::array<std::string, kMaxPorts> port_names_;

@@ -125,6 +125,10 @@ class FlowTable {
   std::uint32_t identity_flows(std::uint32_t identity) const noexcept;
   std::size_t memory_bytes() const noexcept { return mem_bytes_; }
   const FlowTimeouts& timeouts() const noexcept { return timeouts_; }
+  // The owner only (the worker, between bursts: a control command): the new timeouts apply to
+  // every flow from the next aging or lookup on, including flows already in the table (a flow
+  // idle longer than its new timeout expires at the next aging pass).
+  void set_timeouts(const FlowTimeouts& t) noexcept;
 
   // Visits the live flows among entries [from, from + count): control commands walk the table a
   // bounded slice per worker loop iteration. `f(FlowEntry&)` may erase the entry it is given;
