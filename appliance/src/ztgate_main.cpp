@@ -109,12 +109,20 @@ int main(int argc, char** argv) {
   }
   zt::admin::EventLog events;
   std::unique_ptr<zt::appliance::flowlog::FlowLogWriter> flow_log;
-  if (!opt.admin.flow_log.empty()) {
+  // --flow-log FILE|syslog, else a YAML --config file's flow_log section (file and/or syslog).
+  const auto& ff = opt.file.flow_log;
+  if (!opt.admin.flow_log.empty() || !ff.file.empty() || ff.syslog) {
     zt::appliance::flowlog::WriterConfig wc;
-    if (opt.admin.flow_log == "syslog")
+    wc.rate = opt.file.tunables.flow_log_rate;
+    if (opt.admin.flow_log == "syslog") {
       wc.syslog = true;
-    else
+    } else if (!opt.admin.flow_log.empty()) {
       wc.file = opt.admin.flow_log;
+    } else {
+      wc.file = ff.file;
+      wc.syslog = ff.syslog;
+      wc.syslog_ident = ff.syslog_ident;
+    }
     auto w = zt::appliance::flowlog::FlowLogWriter::create(wc);
     if (!w) {
       fmt::print(stderr, "ztgate: --flow-log: {}\n", w.error());
