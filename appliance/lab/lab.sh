@@ -435,6 +435,31 @@ zt_start_agent() {
 # ztgate prints its counter table every second (--stats-interval 1); this reads the last complete
 # one (text, the format of dp::format_counters) as JSON shaped like --stats-file, and checks an
 # expectation on the difference from a baseline snapshot.
+# The zero-trust labs' binaries (ZTMANAGER, ZTAGENT, ZTGEN default to BUILD's) and tools.
+# zt_require BUILD TOOL...
+zt_require() {
+  local build=$1 b
+  shift
+  : "${ZTMANAGER:=$build/controlplane/ztmanager}" "${ZTAGENT:=$build/tools/ztagent/ztagent}" "${ZTGEN:=$build/tools/ztgen/ztgen}"
+  for b in "$ZTMANAGER" "$ZTAGENT" "$ZTGEN"; do
+    [[ -x $b ]] || die "no $(basename "$b") binary at $b (build it: ninja -C <build>, or pass --$(basename "$b"))"
+  done
+  for b in "$@"; do command -v "$b" >/dev/null || die "$b is not installed (appliance/scripts/install-deps.sh)"; done
+}
+
+# A zero-trust lab run's work directory (/tmp/ztgate-lab-NAME.*), clean-up on any exit, and the
+# namespaces: zt_begin NAME
+zt_begin() {
+  workdir=$(mktemp -d "/tmp/ztgate-lab-$1.XXXXXX")
+  zt_base="$workdir/counters-base.json"
+  # Whatever happens (failure, Ctrl-C, kill): stop every process, remove the namespaces and temp dir.
+  trap 'trap - EXIT INT TERM; zt_cleanup' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  zt_write_counters_py
+  zt_up
+}
+
 zt_write_counters_py() {
   cat >"$workdir/counters.py" <<'PY'
 import json, re, sys
@@ -702,26 +727,13 @@ lab_demo_zt() {
   [[ -x $ztgate ]] || die "no ztgate binary at $ztgate (build first, or pass --ztgate)"
   local build
   build=$(cd "$(dirname "$ztgate")/.." && pwd)
-  : "${ZTMANAGER:=$build/controlplane/ztmanager}" "${ZTAGENT:=$build/tools/ztagent/ztagent}" "${ZTGEN:=$build/tools/ztgen/ztgen}"
-  local b
-  for b in "$ZTMANAGER" "$ZTAGENT" "$ZTGEN"; do
-    [[ -x $b ]] || die "no $(basename "$b") binary at $b (build it: ninja -C <build>, or pass --$(basename "$b"))"
-  done
-  for b in curl iperf3 timeout; do command -v "$b" >/dev/null || die "$b is not installed (appliance/scripts/install-deps.sh)"; done
+  zt_require "$build" curl iperf3 timeout
   /usr/bin/python3 -c 'import scapy' 2>/dev/null || die "Scapy is missing for /usr/bin/python3 (apt-get install python3-scapy)"
   (( secs >= 5 )) || die "demo-zt: --seconds must be at least 5 (the edit comes after 1.5 s of iperf3)"
 
   local t_start
   t_start=$(now_ms)
-  workdir=$(mktemp -d /tmp/ztgate-lab-zt.XXXXXX)
-  zt_base="$workdir/counters-base.json"
-  # Whatever happens (failure, Ctrl-C, kill): stop every process, remove the namespaces and temp dir.
-  trap 'trap - EXIT INT TERM; zt_cleanup' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  zt_write_counters_py
-
-  zt_up
+  zt_begin zt
   NS_RUN=(ip netns exec "$GW_NS") MGR_LISTEN=$M_GW_IP MGR_EXTRA=(--epoch-seconds "$ZT_EPOCH")
   start_manager "$ZTMANAGER" "$here/policy-zt"
   log "ztmanager (pid $manager_pid) serves appliance/lab/policy-zt as revision 1 on $M_GW_IP:$MGR_SYNC (enrolment :$MGR_ENROL)"
@@ -880,24 +892,14 @@ lab_demo_flood() {
   [[ $secs =~ ^[1-9][0-9]*$ ]] || die "demo-flood: --seconds takes a positive integer"
   local build b
   build=$(cd "$(dirname "$ztgate")/.." && pwd)
-  : "${ZTMANAGER:=$build/controlplane/ztmanager}" "${ZTAGENT:=$build/tools/ztagent/ztagent}" "${ZTGEN:=$build/tools/ztgen/ztgen}"
   : "${ZTCTL:=$build/appliance/src/ztctl/ztctl}"
-  for b in "$ZTMANAGER" "$ZTAGENT" "$ZTGEN" "$ZTCTL"; do
-    [[ -x $b ]] || die "no $(basename "$b") binary at $b (build it: ninja -C <build>, or pass --$(basename "$b"))"
-  done
-  for b in iperf3 tcpreplay timeout; do command -v "$b" >/dev/null || die "$b is not installed (appliance/scripts/install-deps.sh)"; done
+  [[ -x $ZTCTL ]] || die "no ztctl binary at $ZTCTL (build it: ninja -C <build>, or pass --ztctl)"
+  zt_require "$build" iperf3 tcpreplay timeout
   (( EUID == 0 )) || die "demo-flood needs root (network namespaces, veths, TUN)"
 
   local t_start
   t_start=$(now_ms)
-  workdir=$(mktemp -d /tmp/ztgate-lab-flood.XXXXXX)
-  zt_base="$workdir/counters-base.json"
-  trap 'trap - EXIT INT TERM; zt_cleanup' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  zt_write_counters_py
-
-  zt_up
+  zt_begin flood
   NS_RUN=(ip netns exec "$GW_NS") MGR_LISTEN=$M_GW_IP MGR_EXTRA=(--epoch-seconds "$ZT_EPOCH")
   start_manager "$ZTMANAGER" "$here/policy-zt-perf"
   ZTGATE_EXTRA=(--geneve strip --stats-interval 1 --file-prefix zt-lab-flood --admin-socket "$workdir/admin.sock"
