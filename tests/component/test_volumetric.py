@@ -14,6 +14,7 @@ import pytest
 from ztgate_harness import ZTGATE, clear_of_epoch_end, run_ztgate, run_ztgen, write_master, write_pcap
 
 A, B = "10.10.0.1", "10.10.0.2"
+ZTCTL = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
 WEB = 1001
 
 POLICY = """
@@ -146,9 +147,35 @@ def veth():
     subprocess.run(["ip", "link", "del", IF_OUT], capture_output=True)
 
 
+def drops_now(sock):
+    """ztgate's drops by reason right now, over its admin socket (ztctl show drops --json)."""
+    r = subprocess.run([ZTCTL, "show", "drops", "--json", "--socket", str(sock)], capture_output=True, text=True,
+                       timeout=15)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["by_reason"]
+
+
+def blocklist_now(sock):
+    r = subprocess.run([ZTCTL, "show", "volumetric", "--json", "--socket", str(sock)], capture_output=True,
+                       text=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["blocklist"]
+
+
+def settle(sock, total, deadline_s=5.0):
+    """Waits until ztgate has counted TOTAL drops in all (the veth delivers asynchronously)."""
+    end = time.time() + deadline_s
+    while True:
+        d = drops_now(sock)
+        if sum(d.values()) >= total or time.time() > end:
+            return d
+        time.sleep(0.05)
+
+
 def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth):
     from scapy.all import IP, UDP, Ether, sendp
     empty, out_b, stats = tmp_path / "empty.pcap", tmp_path / "out_b.pcap", tmp_path / "stats.json"
+    sock = tmp_path / "admin.sock"
     write_pcap(empty, [])
     pol = tmp_path / "policy"
     pol.mkdir()
@@ -156,7 +183,7 @@ def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth)
     cmd = [ZTGATE, "--port-a", f"net_af_packet0,iface={IF_IN}", "--port-b",
            f"net_pcap1,rx_pcap={empty},tx_pcap={out_b}", "--hugepages", "off", "--memory", "128",
            "--mbufs", "4096", "--eal-log-level", "error", "--flows", "4096", "--replay-pps", "100000",
-           "--policy", str(pol), "--stats-file", str(stats), "--file-prefix", "zthv",
+           "--policy", str(pol), "--stats-file", str(stats), "--file-prefix", "zthv", "--admin-socket", str(sock),
            "--vol-block-pps", "100", "--vol-block-ms", "1500", "--vol-window-ms", "500"]  # 50 a window
     gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -169,16 +196,38 @@ def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth)
         time.sleep(0.2)
         flood = [Ether() / IP(src=f"10.88.0.{i % 200 + 1}", dst=B) / UDP(sport=1000 + i, dport=9091)
                  for i in range(200)]
-        sendp(flood, iface=IF_OUT, verbose=False)  # 50 denied, then 10.88.0.0/24 is listed
-        time.sleep(0.15)
-        sendp(flood[:20], iface=IF_OUT, verbose=False)  # still listed: 20 more blocklisted
-        time.sleep(2.2)  # the entry (1.5 s) has expired and the window rolled over
-        sendp(flood[:30], iface=IF_OUT, verbose=False)  # judged by policy again: 30 denied
-        time.sleep(0.3)
+        # 1. 200 frames from 10.88.0.0/24: the sketch's window (500 ms, tumbling) lets 50 through to
+        #    the policy (denied), then the /24 is listed and the rest is blocklisted. When the send
+        #    straddles a window boundary the count starts again in the new window: up to 50 more are
+        #    judged by the policy before the listing (at most 2 windows: the send takes < 500 ms).
+        sendp(flood, iface=IF_OUT, verbose=False)
+        d1 = settle(sock, 200)
+        denied1 = d1.get("policy_default_deny", 0)
+        assert set(d1) <= {"policy_default_deny", "blocklisted"}, d1
+        assert 50 <= denied1 <= 100 and denied1 + d1.get("blocklisted", 0) == 200, d1
+        listed = blocklist_now(sock)
+        assert [(e["prefix"], e["reason"]) for e in listed] == [("10.88.0.0/24", "heavy_hitter")], listed
+        # 2. Still listed: every one of 20 more is blocklisted, none reaches the policy.
+        sendp(flood[:20], iface=IF_OUT, verbose=False)
+        d2 = settle(sock, 220)
+        assert d2 == {"policy_default_deny": denied1, "blocklisted": 220 - denied1}, d2
+        # 3. The entry (1.5 s) expires and the window rolls over: the source is judged by the policy
+        #    again, 30 (< 50 a window) all denied, none blocklisted.
+        end = time.time() + 4
+        while blocklist_now(sock) and time.time() < end:
+            time.sleep(0.1)
+        assert blocklist_now(sock) == [], "the blocklist entry did not expire within 4 s of 1.5 s"
+        time.sleep(0.6)  # a new sketch window
+        sendp(flood[:30], iface=IF_OUT, verbose=False)
+        d3 = settle(sock, 250)
+        assert d3 == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}, d3
     finally:
         gw.send_signal(signal.SIGTERM)
         out, err = gw.communicate(timeout=20)
     assert gw.returncode == 0, err
     st = json.loads(stats.read_text())
-    assert st["drops"] == {"policy_default_deny": 50 + 30, "blocklisted": 150 + 20}
+    # Nothing else crossed the veth: the final counters are exactly the three phases'.
+    assert st["drops"] == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}
+    assert st["received"] == st["dropped"] == 250 and st["forwarded"] == 0
     assert st["volumetric"]["blocklist_added"] == 1
+
