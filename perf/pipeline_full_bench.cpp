@@ -19,11 +19,12 @@
 // (forwarded, admitted, dropped by the expected reason, MACs computed), else exit 1.
 //
 // Usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] [--only TEXT]
-//                            [--stages]
+//                            [--stages] [--burst N] [--latency] [--latency-bursts N,...] [--help]
 //   --only: run only the scenarios whose name contains TEXT (the pre-fill always runs)
 //   --stages: switch the pipeline's stage timing on and print, per scenario, the cycles/packet of
 //             each pass (parse, lookup, classify, verify, finish) and of tx; the TSC reads add a
 //             few cycles per burst, so the totals are then slightly above the untimed figures.
+//   --latency [--latency-bursts 8,16] [--burst N]: per-packet latency percentiles (see --help).
 // It also prints how much of the process's memory sits in transparent huge pages
 // (AnonHugePages of /proc/self/smaps) after set-up: the flow table and replay filter ask for them.
 #include <rte_cycles.h>
@@ -56,6 +57,33 @@
 #include "zt/rules/snapshot.hpp"
 
 namespace {
+
+const char* kHelp = R"(pipeline_full_bench: the full worker pipeline on one lcore (rx_burst -> Pipeline::run ->
+transmit_burst over a net_ring port) with a 1M-flow table; cycles/packet and Mpps by scenario,
+every scenario checked against the counters. See perf/README.md.
+
+  --quick             smoke: 20k flows, passes of 4096, 2 passes, 3 runs
+  --runs N            runs per scenario (default 7); figures are the median [min-max] of the runs
+  --flows N           flows pre-admitted (default 1000000)
+  --pass N            packets per pass (default 8192; 64..32768)
+  --passes N          passes per run (default 32)
+  --only TEXT         only the scenarios whose name contains TEXT
+  --stages            per-stage cycles/packet (parse, lookup, classify, verify, finish)
+  --burst N           packets asked of rte_eth_rx_burst per loop (1..32, default 32)
+  --latency           after each main scenario's runs (HDR 64 B, FULL 64 B, FULL IMIX, new flows,
+                      the floods), as many runs again with per-packet latency recorded: for every
+                      packet, TSC cycles from its burst being handed to the pipeline (after
+                      rte_eth_rx_burst) to Pipeline::run returning (the verdict) and, for forwarded
+                      packets, to transmit_burst returning (the TX queue took it). Recorded in a
+                      preallocated log-linear histogram (0.8 % buckets); printed as p50 / p90 /
+                      p99 / p99.9 / max in cycles and ns, median [min-max] over the runs, beside
+                      two baselines in the same process and harness: pass-through (no pipeline:
+                      the measurement's own floor) and dp::parse_burst (parser, no policy). Also
+                      HDR 64 B at the burst sizes of --latency-bursts. Three serialised TSC reads
+                      per burst: the cyc/pkt of latency runs is a little above the plain runs'.
+  --latency-bursts L  comma list of extra burst sizes for HDR 64 B under --latency (default 8,16;
+                      at most 32: the pipeline decides at most 32 packets per call)
+)";
 
 using namespace zt;
 using dp::kBurst;
@@ -186,6 +214,92 @@ Stats summarize(std::vector<double> v) {
   return {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
 }
 
+// Per-packet latency (--latency): a log-linear histogram of TSC cycles, HdrHistogram's layout.
+// Values below 2^kSubBits are exact; above, each power of two is split into 2^(kSubBits-1)
+// buckets, so a value is known to within 1/2^(kSubBits-1) = 0.8 %. Preallocated (7424 counters,
+// 58 KiB); record() only adds: no allocation, no branch on the value's size beyond one compare.
+class LatencyHistogram {
+ public:
+  static constexpr unsigned kSubBits = 8;
+  static constexpr unsigned kHalf = 1U << (kSubBits - 1);
+  static constexpr unsigned kBuckets = (66 - kSubBits) * kHalf;
+
+  static unsigned index_of(std::uint64_t v) noexcept {
+    if (v < (std::uint64_t{1} << kSubBits)) return static_cast<unsigned>(v);
+    const unsigned shift = static_cast<unsigned>(63 - __builtin_clzll(v)) - (kSubBits - 1);
+    return shift * kHalf + static_cast<unsigned>(v >> shift);
+  }
+  // The highest value that falls in bucket i (what a percentile reports, as HdrHistogram does).
+  static std::uint64_t highest_of(unsigned i) noexcept {
+    if (i < 2 * kHalf) return i;
+    const unsigned shift = i / kHalf - 1;
+    const std::uint64_t sub = i % kHalf + kHalf;
+    return ((sub + 1) << shift) - 1;
+  }
+
+  void record(std::uint64_t v, std::uint64_t count) noexcept {
+    counts_[index_of(v)] += count;
+    total_ += count;
+    max_ = std::max(max_, v);
+  }
+  void reset() noexcept {
+    counts_.fill(0);
+    total_ = max_ = 0;
+  }
+  std::uint64_t total() const noexcept { return total_; }
+  std::uint64_t max() const noexcept { return max_; }
+  // The smallest recorded value v such that at least q (0..1] of the samples are <= v (to the
+  // bucket's precision; never above the exact maximum). 0 when empty.
+  std::uint64_t at(double q) const noexcept {
+    if (total_ == 0) return 0;
+    const auto want = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(total_))));
+    std::uint64_t seen = 0;
+    for (unsigned i = 0; i < kBuckets; ++i) {
+      seen += counts_[i];
+      if (seen >= want) return std::min(highest_of(i), max_);
+    }
+    return max_;
+  }
+
+ private:
+  std::array<std::uint64_t, kBuckets> counts_{};
+  std::uint64_t total_ = 0, max_ = 0;
+};
+
+// The percentiles printed, in order (the last one is the maximum).
+constexpr std::array<double, 5> kPercentiles = {0.50, 0.90, 0.99, 0.999, 1.0};
+constexpr std::array<const char*, 5> kPercentileNames = {"p50", "p90", "p99", "p99.9", "max"};
+
+// Checks the histogram against values whose percentiles are known; false (and a message) if off.
+bool histogram_self_test() {
+  auto h = std::make_unique<LatencyHistogram>();
+  for (std::uint64_t v = 1; v <= 100'000; ++v) h->record(v, 1);  // uniform 1..100000
+  h->record(3'000'000, 1);                                        // one outlier
+  const std::array<double, 5> want = {50'000, 90'000, 99'000, 99'900, 3'000'000};
+  bool ok = h->total() == 100'001 && h->at(0.0) == 1 && h->at(1e-9) == 1;
+  for (std::size_t k = 0; k < kPercentiles.size(); ++k) {
+    const double got = static_cast<double>(h->at(kPercentiles[k]));
+    ok = ok && got >= want[k] && got <= want[k] * (1 + 1.0 / LatencyHistogram::kHalf);
+  }
+  // Exact below 2^kSubBits; bucket bounds contiguous and increasing.
+  for (std::uint64_t v = 0; v < 256; ++v) ok = ok && LatencyHistogram::index_of(v) == v;
+  for (unsigned i = 1; i + 1 < LatencyHistogram::kBuckets; ++i)
+    ok = ok && LatencyHistogram::index_of(LatencyHistogram::highest_of(i)) == i &&
+         LatencyHistogram::index_of(LatencyHistogram::highest_of(i) + 1) == i + 1;
+  if (!ok) fmt::print(stderr, "pipeline_full_bench: latency histogram self-test failed\n");
+  return ok;
+}
+
+// What the timed loop records with --latency: per packet, the cycles from the moment its burst
+// was handed over (after rte_eth_rx_burst returned) until the verdict (Pipeline::run returned)
+// and, for forwarded packets, until transmit_burst returned (the TX queue accepted them).
+// Bursts slower than `stall_cycles` (100 µs: far above any burst's work) are also counted: on a
+// shared machine they are the kernel running another task on the benchmark's CPU.
+struct LatencyRecorder {
+  LatencyHistogram verdict, tx;
+  std::uint64_t stall_cycles = 0, stalled_bursts = 0;
+};
+
 // Stage cycles so far (only counted while stage timing is on).
 std::array<std::uint64_t, dp::kStageCount> stage_cycles(const dp::WorkerCounters& c) {
   std::array<std::uint64_t, dp::kStageCount> v{};
@@ -243,6 +357,10 @@ struct Bench {
   FrameWriter w;
   std::int64_t now = kNow;
   std::vector<std::uint8_t> buf = std::vector<std::uint8_t>(4096);
+  std::uint16_t burst = kBurst;      // packets asked of rte_eth_rx_burst (the pipeline takes <= 32)
+  LatencyRecorder* lat = nullptr;    // --latency: per-packet timestamps into these histograms
+  // What the timed loop runs between RX and TX: the pipeline, or a baseline in its place.
+  enum class Stage : std::uint8_t { pipeline, parse_only, pass_through } stage = Stage::pipeline;
 
   // Takes n mbufs: those the last pass forwarded (still in the ring), topped up from the pool.
   std::vector<rte_mbuf*> take(unsigned n) {
@@ -264,14 +382,39 @@ struct Bench {
   }
   // The timed part: n packets from the ring through rx → Pipeline::run → transmit_burst.
   std::uint64_t timed(unsigned n, dp::BurstClock clk) {
+    return lat != nullptr ? timed_loop<true>(n, clk) : timed_loop<false>(n, clk);
+  }
+  std::uint16_t decide(rte_mbuf** pkts, std::uint16_t got, const dp::BurstClock& clk) noexcept {
+    switch (stage) {
+      case Stage::pipeline: return pipe->run(pkts, got, 0, snap, clk, c);
+      case Stage::parse_only: return dp::parse_burst(pkts, got, 0, c);
+      case Stage::pass_through: return got;
+    }
+    return got;
+  }
+  template <bool kLatency>
+  std::uint64_t timed_loop(unsigned n, const dp::BurstClock& clk) {
     rte_mbuf* pkts[kBurst];
     unsigned done = 0;
     const std::uint64_t t0 = rte_rdtsc_precise();
     while (done < n) {
-      const std::uint16_t got = rte_eth_rx_burst(port, 0, pkts, static_cast<std::uint16_t>(std::min<unsigned>(kBurst, n - done)));
+      const std::uint16_t got = rte_eth_rx_burst(port, 0, pkts, static_cast<std::uint16_t>(std::min<unsigned>(burst, n - done)));
       if (got == 0) break;
-      const std::uint16_t keep = pipe->run(pkts, got, 0, snap, clk, c);
-      dp::transmit_burst(pkts, keep, port, 0, 1, c);
+      if constexpr (kLatency) {
+        // Serialised TSC reads (rte_rdtsc_precise: a fence, then rdtsc) so the pipeline's work
+        // cannot drift across them; every packet of the burst is decided, and leaves, together.
+        const std::uint64_t handed = rte_rdtsc_precise();
+        const std::uint16_t keep = decide(pkts, got, clk);
+        const std::uint64_t decided = rte_rdtsc_precise();
+        dp::transmit_burst(pkts, keep, port, 0, 1, c);
+        const std::uint64_t sent = rte_rdtsc_precise();
+        lat->verdict.record(decided - handed, got);
+        lat->stalled_bursts += decided - handed > lat->stall_cycles;
+        if (keep != 0) lat->tx.record(sent - handed, keep);
+      } else {
+        const std::uint16_t keep = decide(pkts, got, clk);
+        dp::transmit_burst(pkts, keep, port, 0, 1, c);
+      }
       done += got;
     }
     const std::uint64_t t1 = rte_rdtsc_precise();
@@ -344,6 +487,54 @@ struct Result {
   std::string stages;  // --stages: cycles/packet per pass
 };
 
+// --latency: one scenario's percentiles until one end point, over the runs.
+struct LatencyRow {
+  std::string name;
+  const char* until;  // "verdict" (Pipeline::run returned) or "tx" (transmit_burst returned)
+  unsigned burst;
+  Stats cyc_per_pkt;  // the same runs' throughput (timestamps included)
+  std::array<Stats, kPercentiles.size()> pct;  // cycles; median [min-max] of the runs
+  std::uint64_t samples;  // packets recorded per run
+  Stats stalled;          // bursts per run over 100 µs until the verdict (preempted)
+};
+
+// Runs `runs` runs of `passes` calls of one_pass() (which returns the pass's timed cycles) with
+// the recorder on, and appends a "verdict" row and, if anything was forwarded, a "tx" row.
+template <typename Pass>
+void latency_runs(Bench& b, std::vector<LatencyRow>& out, const std::string& name, unsigned runs,
+                  unsigned passes, unsigned pass, Pass one_pass) {
+  auto rec = std::make_unique<LatencyRecorder>();  // before the runs: nothing allocates inside
+  rec->stall_cycles = rte_get_tsc_hz() / 10'000;
+  std::array<std::array<std::vector<double>, kPercentiles.size()>, 2> pct;
+  std::vector<double> cpp, stalled;
+  std::array<std::uint64_t, 2> samples{};
+  b.lat = rec.get();
+  for (unsigned r = 0; r < runs; ++r) {
+    rec->verdict.reset();
+    rec->tx.reset();
+    rec->stalled_bursts = 0;
+    std::uint64_t cyc = 0;
+    for (unsigned p = 0; p < passes; ++p) cyc += one_pass();
+    cpp.push_back(static_cast<double>(cyc) / (passes * pass));
+    stalled.push_back(static_cast<double>(rec->stalled_bursts));
+    const LatencyHistogram* h[2] = {&rec->verdict, &rec->tx};
+    for (unsigned e = 0; e < 2; ++e) {
+      samples[e] = h[e]->total();
+      if (samples[e] == 0) continue;
+      for (std::size_t k = 0; k < kPercentiles.size(); ++k)
+        pct[e][k].push_back(static_cast<double>(h[e]->at(kPercentiles[k])));
+    }
+  }
+  b.lat = nullptr;
+  const char* until[2] = {"verdict", "tx"};
+  for (unsigned e = 0; e < 2; ++e) {
+    if (pct[e][0].empty()) continue;
+    LatencyRow row{name, until[e], b.burst, summarize(cpp), {}, samples[e], summarize(stalled)};
+    for (std::size_t k = 0; k < kPercentiles.size(); ++k) row.pct[k] = summarize(pct[e][k]);
+    out.push_back(std::move(row));
+  }
+}
+
 bool check(const char* what, const Totals& a, const Totals& z, std::uint64_t pkts,
            std::uint64_t tx, std::uint64_t new_flows, std::uint64_t macs, DropReason reason) {
   std::uint64_t drops = z.drops - a.drops;
@@ -373,10 +564,36 @@ int main(int argc, char** argv) {
   unsigned runs = 7, pass = 8192, passes = 32;
   std::uint32_t nflows = 1'000'000;
   std::string only;
-  bool stages = false;
+  bool stages = false, latency = false;
+  unsigned burst = kBurst;
+  std::vector<unsigned> sweep = {8, 16};  // --latency: HDR 64 B again at these burst sizes
+  auto number = [](const char* flag, const char* text, unsigned lo, unsigned hi) {
+    char* end = nullptr;
+    const unsigned long v = std::strtoul(text, &end, 10);
+    if (end == text || *end != '\0' || v < lo || v > hi) {
+      fmt::print(stderr, "pipeline_full_bench: {} takes a number from {} to {}, not '{}'\n", flag, lo, hi, text);
+      std::exit(2);
+    }
+    return static_cast<unsigned>(v);
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--quick") {
+    if (a == "--help" || a == "-h") {
+      fmt::print("{}", kHelp);
+      return 0;
+    } else if (a == "--latency") {
+      latency = true;
+    } else if (a == "--burst" && i + 1 < argc) {
+      burst = number("--burst", argv[++i], 1, kBurst);
+    } else if (a == "--latency-bursts" && i + 1 < argc) {
+      sweep.clear();
+      for (std::string_view list = argv[++i]; !list.empty();) {
+        const auto comma = list.find(',');
+        const std::string item(list.substr(0, comma));
+        if (!item.empty()) sweep.push_back(number("--latency-bursts", item.c_str(), 1, kBurst));
+        list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+      }
+    } else if (a == "--quick") {
       runs = 3, pass = 4096, passes = 2, nflows = 20'000;
     } else if (a == "--runs" && i + 1 < argc) {
       runs = static_cast<unsigned>(std::stoul(argv[++i]));
@@ -391,7 +608,8 @@ int main(int argc, char** argv) {
     } else if (a == "--stages") {
       stages = true;
     } else {
-      fmt::print(stderr, "usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] [--only TEXT] [--stages]\n");
+      fmt::print(stderr, "usage: pipeline_full_bench [--quick] [--runs N] [--flows N] [--pass N] [--passes N] "
+                         "[--only TEXT] [--stages] [--burst N] [--latency] [--latency-bursts N,...] (--help)\n");
       return 2;
     }
   }
@@ -467,10 +685,12 @@ int main(int argc, char** argv) {
   }
   b.pipe = pipe->get();
   b.pipe->set_stage_timing(stages);
+  b.burst = static_cast<std::uint16_t>(burst);
+  if (latency && !histogram_self_test()) return 1;
   const double hz = static_cast<double>(rte_get_tsc_hz());
 
   fmt::print("pipeline_full_bench: 1 lcore, bursts of {}, verifier {}, TSC {:.0f} MHz\n",
-             kBurst, b.pipe->verifier().arch(), hz / 1e6);
+             burst, b.pipe->verifier().arch(), hz / 1e6);
   fmt::print("flow table: {} flows pre-admitted (capacity {}, {} MiB); {} runs of {} passes x {} "
              "packets; each established pass = {} distinct flows drawn from the whole table\n",
              nflows, pc.flows.capacity, b.pipe->flows().memory_bytes() >> 20, runs, passes, pass, pass);
@@ -541,24 +761,51 @@ int main(int argc, char** argv) {
     results.push_back({"io loop (ring), no pipeline: floor", summarize(io), 0, ""});
   }
 
+  // --latency baselines, same harness and port, the pipeline replaced by: nothing (pass-through:
+  // the floor of the measurement itself, TSC reads + net_ring TX), then the parser-and-forwarding
+  // floor of pipeline_bench (dp::parse_burst, no policy). Untagged 64 B frames, all forwarded.
+  std::vector<LatencyRow> lat_rows;
+  if (latency) {
+    std::vector<std::vector<std::uint8_t>> frames(pass, std::vector<std::uint8_t>(64));
+    for (unsigned j = 0; j < pass; ++j) b.w.untagged(frames[j].data(), tuple_of(j, kAllowedPort), 64);
+    for (const auto stage : {Bench::Stage::pass_through, Bench::Stage::parse_only}) {
+      b.stage = stage;
+      const Totals a = totals(b.c, *b.pipe);
+      frame_pass(b, frames);  // warm-up
+      latency_runs(b, lat_rows,
+                   stage == Bench::Stage::pass_through ? "baseline: pass-through (no pipeline)"
+                                                       : "baseline: parse_burst (parser, no policy)",
+                   runs, passes, pass, [&] { return frame_pass(b, frames); });
+      const Totals z = totals(b.c, *b.pipe);
+      const std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
+      if (z.tx - a.tx != n || (stage == Bench::Stage::parse_only && !check("parse_burst", a, z, n, n, 0, 0, DropReason::none))) {
+        fmt::print(stderr, "pipeline_full_bench: latency baseline did not forward every packet\n");
+        return 1;
+      }
+    }
+    b.stage = Bench::Stage::pipeline;
+    b.drain();
+  }
+
   // Established tagged flows.
   struct Est {
     const char* name;
     crypto::Coverage cov;
     std::uint16_t (*size_of)(unsigned);
     double target;
+    bool lat;  // --latency: measured
   };
   const Est est[] = {
-      {"established tagged, HDR, 64 B", crypto::Coverage::hdr, [](unsigned) { return std::uint16_t{64}; }, 300},
-      {"established tagged, FULL, 64 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{64}; }, 0},
-      {"established tagged, FULL, 512 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{512}; }, 0},
-      {"established tagged, FULL, 1500 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{1500}; }, 0},
+      {"established tagged, HDR, 64 B", crypto::Coverage::hdr, [](unsigned) { return std::uint16_t{64}; }, 300, true},
+      {"established tagged, FULL, 64 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{64}; }, 0, true},
+      {"established tagged, FULL, 512 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{512}; }, 0, false},
+      {"established tagged, FULL, 1500 B", crypto::Coverage::full, [](unsigned) { return std::uint16_t{1500}; }, 0, false},
       // Simple IMIX 7:4:1 (64/576/1500 B), interleaved.
       {"established tagged, FULL, IMIX 7:4:1", crypto::Coverage::full,
        [](unsigned j) {
          constexpr std::uint16_t k[12] = {64, 576, 64, 64, 576, 64, 1500, 64, 576, 64, 64, 576};
          return k[j % 12];
-       }, 0},
+       }, 0, true},
   };
   for (const auto& s : est) {
     if (!wanted(s.name)) continue;
@@ -571,8 +818,21 @@ int main(int argc, char** argv) {
       for (unsigned p = 0; p < passes; ++p) cyc += tagged_pass(b, next_flows(pass), s.size_of, s.cov);
       v.push_back(static_cast<double>(cyc) / (passes * pass));
     }
+    std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
+    if (latency && s.lat) {
+      auto one = [&] { return tagged_pass(b, next_flows(pass), s.size_of, s.cov); };
+      latency_runs(b, lat_rows, s.name, runs, passes, pass, one);
+      n += std::uint64_t{pass} * runs * passes;
+      if (s.cov == crypto::Coverage::hdr)  // the effect of the burst size, HDR 64 B only
+        for (const unsigned bs : sweep) {
+          if (bs == burst) continue;  // measured just above
+          b.burst = static_cast<std::uint16_t>(bs);
+          latency_runs(b, lat_rows, s.name, runs, passes, pass, one);
+          n += std::uint64_t{pass} * runs * passes;
+        }
+      b.burst = static_cast<std::uint16_t>(burst);
+    }
     const Totals z = totals(b.c, *b.pipe);
-    const std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
     if (!check(s.name, a, z, n, n, 0, n, DropReason::none)) return 1;
     results.push_back({s.name, summarize(v), s.target, "", stage_line(st0, stage_cycles(b.c), n)});
   }
@@ -595,8 +855,19 @@ int main(int argc, char** argv) {
       }
       if (r != 0) v.push_back(static_cast<double>(cyc) / (passes * pass));
     }
+    std::uint64_t n = std::uint64_t{pass} * passes * (1 + runs);
+    if (latency) {
+      latency_runs(b, lat_rows, "new tagged flows, FULL, 64 B (admitted)", runs, passes, pass, [&] {
+        std::vector<std::uint32_t> f(pass);
+        std::iota(f.begin(), f.end(), next);
+        next += pass;
+        const std::uint64_t cyc = tagged_pass(b, f, [](unsigned) { return std::uint16_t{64}; }, crypto::Coverage::full);
+        erase_forwarded(b);
+        return cyc;
+      });
+      n += std::uint64_t{pass} * passes * runs;
+    }
     const Totals z = totals(b.c, *b.pipe);
-    const std::uint64_t n = std::uint64_t{pass} * passes * (1 + runs);
     if (!check("new tagged flows", a, z, n, n, n, n, DropReason::none)) return 1;
     if (b.pipe->flows().size() != nflows) {
       fmt::print(stderr, "pipeline_full_bench: table holds {} flows after new-flow runs, want {}\n",
@@ -644,8 +915,12 @@ int main(int argc, char** argv) {
       for (unsigned p = 0; p < passes; ++p) cyc += frame_pass(b, frames);
       v.push_back(static_cast<double>(cyc) / (passes * pass));
     }
+    std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
+    if (latency) {
+      latency_runs(b, lat_rows, s.name, runs, passes, pass, [&] { return frame_pass(b, frames); });
+      n += std::uint64_t{pass} * runs * passes;
+    }
     const Totals z = totals(b.c, *b.pipe);
-    const std::uint64_t n = std::uint64_t{pass} * (1 + runs * passes);
     if (!check(s.name, a, z, n, 0, 0, s.mac ? n : 0, s.reason)) return 1;
     results.push_back({s.name, summarize(v), s.target, fmt::format("all dropped: {}", rules::to_string(s.reason)),
                        stage_line(st0, stage_cycles(b.c), n)});
@@ -668,6 +943,31 @@ int main(int argc, char** argv) {
     return 0.0;
   };
   if (const double nf = cost("new tagged flows, FULL, 64 B (admitted)"); nf > 0 && hz / nf < 1e6) missed = true;
+
+  if (!lat_rows.empty()) {
+    fmt::print("\nlatency per packet, cycles (--latency; median of {} runs [min-max of the runs]): from the TSC "
+               "after rte_eth_rx_burst returned to Pipeline::run returned (until verdict) or to transmit_burst "
+               "returned (until tx, forwarded packets only); a burst's packets are decided and sent together, so "
+               "each gets its burst's time; stalled: bursts per run over 100 us until the verdict (the kernel ran "
+               "something else on this CPU), median of the runs\n", runs);
+    fmt::print("{:<44} {:<7} {:>5} {:>8}", "scenario", "until", "burst", "cyc/pkt");
+    for (const char* name : kPercentileNames) fmt::print("  {:<21}", name);
+    fmt::print(" {:>9} {:>8}\n", "pkts/run", "stalled");
+    for (const auto& r : lat_rows) {
+      fmt::print("{:<44} {:<7} {:>5} {:>8.1f}", r.name, r.until, r.burst, r.cyc_per_pkt.median);
+      for (const auto& p : r.pct) fmt::print("  {:<21}", fmt::format("{:.0f} [{:.0f}-{:.0f}]", p.median, p.min, p.max));
+      fmt::print(" {:>9} {:>8.0f}\n", r.samples, r.stalled.median);
+    }
+    fmt::print("\nlatency per packet, ns at {:.0f} MHz (medians of the runs)\n", hz / 1e6);
+    fmt::print("{:<44} {:<7} {:>5}", "scenario", "until", "burst");
+    for (const char* name : kPercentileNames) fmt::print(" {:>9}", name);
+    fmt::print("\n");
+    for (const auto& r : lat_rows) {
+      fmt::print("{:<44} {:<7} {:>5}", r.name, r.until, r.burst);
+      for (const auto& p : r.pct) fmt::print(" {:>9.0f}", p.median / hz * 1e9);
+      fmt::print("\n");
+    }
+  }
 
   // 100 Gbit/s arithmetic at the measured per-packet costs.
   auto lcores = [&](double mpps, double cyc) { return mpps * 1e6 * cyc / hz; };
