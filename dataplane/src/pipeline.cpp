@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -47,8 +48,13 @@ rules::IpAddress to_rules(const std::array<std::uint8_t, 16>& a, std::uint8_t ve
 }
 
 struct Pkt {
-  ParsedPacket pp;
-  FlowKey key;
+  // Not initialised here: the parser fills `pp` whole (parse_mbuf too, when it refuses the
+  // chain), and `key` is written before anything reads it (pass 1, or pass 5 for a non-first
+  // fragment). Leaving both out of the constructor saves clearing 184 bytes a packet (the
+  // parsed headers used to be cleared twice: here and by the parser).
+  union { ParsedPacket pp; };
+  union { FlowKey key; };
+  Pkt() noexcept {}  // NOLINT: the members below keep their initialisers
   FlowEntry* flow = nullptr;
   rules::Verdict verdict;
   DropReason drop = DropReason::none;
@@ -79,7 +85,7 @@ IdentityClass identity_class(const Pkt& p) noexcept {
 }
 
 // One trace record per packet while the budget lasts; a full ring loses the record, counted.
-void trace_burst(const std::array<Pkt, kBurst>& pk, unsigned n, unsigned in_port,
+void trace_burst(const Pkt* pk, unsigned n, unsigned in_port,
                  std::uint64_t revision, std::uint64_t tsc, rte_ring* ring, std::uint64_t& left,
                  std::uint64_t& seq, WorkerCounters& c) noexcept {
   for (unsigned i = 0; i < n && left != 0; ++i, --left) {
@@ -295,7 +301,9 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       t_stage = t;
     }
   };
-  std::array<Pkt, kBurst> pk;
+  // Each Pkt is constructed in pass 1, only for the n packets the burst has.
+  alignas(Pkt) std::byte pk_mem[kBurst * sizeof(Pkt)];
+  Pkt* const pk = reinterpret_cast<Pkt*>(pk_mem);
   std::array<std::uint8_t, kParseWindow> scratch;
   FlowKey keys[kBurst];
   FlowEntry* found[kBurst];
@@ -336,7 +344,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // 1. Parse; build flow keys.
   for (unsigned i = 0; i < n; ++i) {
     if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
-    Pkt& p = pk[i];
+    Pkt& p = *std::construct_at(pk + i);
     bytes += rte_pktmbuf_pkt_len(pkts[i]);
     p.drop = parse_mbuf(pkts[i], p.pp, scratch);
     if (p.drop != DropReason::none || p.pp.kind == FrameKind::arp) continue;
@@ -474,8 +482,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
 
   // 4. Every tagged packet still standing: one batched MAC verification (+ replay filter).
   {
-    std::array<crypto::VerifyInput, kBurst> in;
-    std::array<crypto::VerifyResult, kBurst> out;
+    // Raw storage: an entry is constructed only for a packet that is verified (every field is
+    // then written), so a burst with nothing to verify (a flood) zeroes no 2.8 KB array.
+    alignas(crypto::VerifyInput) std::byte in_mem[kBurst * sizeof(crypto::VerifyInput)];
+    auto* const in = reinterpret_cast<crypto::VerifyInput*>(in_mem);
     std::uint8_t who[kBurst];
     std::size_t nv = 0;
     for (unsigned i = 0; i < n; ++i) {
@@ -483,7 +493,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (!p.verify || p.drop != DropReason::none) continue;
       const auto* frame = rte_pktmbuf_mtod(pkts[i], const std::uint8_t*);
       const IpLayer& l = p.pp.inner;
-      crypto::VerifyInput& v = in[nv];
+      crypto::VerifyInput& v = *std::construct_at(in + nv);
       v.tag = {frame + p.pp.tag_off, kTagBodyLen};
       v.inner.ip_version = l.version;
       v.inner.src = l.src.b;
@@ -494,10 +504,11 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       who[nv++] = static_cast<std::uint8_t>(i);
     }
     if (nv != 0) {
+      std::array<crypto::VerifyResult, kBurst> out;
       if (snap->keys == nullptr) {
         for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key, pk[who[k]].tag_bad = true;
       } else {
-        verifier_.verify_burst(*snap->keys, clk.now_ns, {in.data(), nv}, {out.data(), nv}, &replay_);
+        verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out.data(), nv}, &replay_);
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
           p.steps |= kStepMacChecked;
@@ -522,6 +533,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
 
   // 5. Admit new flows, follow established ones, forward or drop.
   std::uint16_t keep = 0;
+  rte_mbuf* gone[kBurst];
+  unsigned ngone = 0;
   std::array<std::uint16_t, kIdentityClassCount> cls_packets{}, cls_dropped{};
   RuleSlot* rule_slot = nullptr;  // the last rule counted: bursts are mostly one or few rules
   rules::RuleId rule_of_slot = 0;
@@ -654,7 +667,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     if (capture_ != nullptr) capture_->offer(m, p.drop, in_port, clk.now_ns);  // capture.hpp
     if (dropped) {
       count_drop(c, p.drop);
-      rte_pktmbuf_free(m);
+      gone[ngone++] = m;  // freed together after the loop
     } else {
       pkts[keep++] = m;
     }
@@ -667,8 +680,9 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       // A new flow the policy refused (an audit "would deny" is an admission, counted above).
       if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny) {
         rule_slot->flows_denied.inc();
-        flow_log(flow_log_, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
-                 FlowLogKind::deny, clk, revision, c);
+        if (flow_log_ != nullptr)  // no ring: skip the call (a flood's every packet gets here)
+          flow_log(flow_log_, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
+                   FlowLogKind::deny, clk, revision, c);
       }
     }
   }
@@ -677,6 +691,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     c.classes[k].packets.add(cls_packets[k]);
     if (cls_dropped[k] != 0) c.classes[k].dropped.add(cls_dropped[k]);
   }
+  // One mempool put for the burst's drops instead of one per packet.
+  if (ngone != 0) rte_pktmbuf_free_bulk(gone, ngone);
   stamp(Stage::finish, n);
   if (trace_left_ != 0) [[unlikely]]
     trace_burst(pk, n, in_port, revision, clk.tsc, trace_ring_, trace_left_, trace_seq_, c);

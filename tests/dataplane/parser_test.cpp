@@ -1,6 +1,10 @@
 // What the parser accepts, what it fills in, and the exact reason for every frame it refuses.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "packet_builder.hpp"
 #include "parse_helpers.hpp"
 
@@ -855,6 +859,175 @@ TEST(Parser, DropsTcpFlagCombinationsNoStackSends) {
     EXPECT_EQ(parse(PacketBuilder{}.eth().ipv4().tcp({.flags = static_cast<std::uint8_t>(flags)}).build()), DropReason::none)
         << "flags 0x" << std::hex << flags;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast path (dataplane/README.md "Fast path"): parse_frame = parse_frame_fast, else
+// parse_frame_full. The fast path may only change the cost of a frame, never its answer.
+
+// The answer of the fast path and of the full parser for one frame, each on its own window
+// copy of exactly the window's size (AddressSanitizer sees any read past it).
+struct BothParsers {
+  bool fast_took = false;
+  ParsedPacket fast, full;
+  DropReason full_reason = DropReason::none, combined_reason = DropReason::none;
+  ParsedPacket combined;
+};
+
+BothParsers parse_both(std::span<const std::uint8_t> frame, std::size_t window_bytes,
+                       std::uint32_t pkt_len) {
+  const std::vector<std::uint8_t> w(frame.begin(), frame.begin() + static_cast<long>(window_bytes));
+  BothParsers b;
+  b.fast_took = dp::parse_frame_fast(w, pkt_len, b.fast);
+  b.full_reason = dp::parse_frame_full(w, pkt_len, b.full);
+  b.combined_reason = dp::parse_frame(w, pkt_len, b.combined);
+  return b;
+}
+BothParsers parse_both(std::span<const std::uint8_t> frame) {
+  return parse_both(frame, std::min(frame.size(), dp::kParseWindow), static_cast<std::uint32_t>(frame.size()));
+}
+
+// parse_frame must answer exactly as the full parser, whichever path it took.
+void expect_same_answer(const BothParsers& b, const std::string& what) {
+  EXPECT_EQ(b.combined_reason, b.full_reason) << what;
+  if (b.full_reason == DropReason::none) {
+    EXPECT_TRUE(b.combined == b.full) << what << ": fields differ";
+  }
+  if (b.fast_took) {
+    EXPECT_EQ(b.full_reason, DropReason::none) << what << ": fast path accepted a frame the full parser refuses";
+    EXPECT_TRUE(b.fast == b.full) << what << ": fast path fields differ";
+  }
+}
+
+// Every shape the fast path is for, as (name, frame).
+std::vector<std::pair<std::string, Bytes>> fast_shapes() {
+  const auto tag = GeneveSpec{.options = {tag_option()}};
+  std::vector<std::pair<std::string, Bytes>> v;
+  v.emplace_back("ipv4/tcp", PacketBuilder{}.eth().ipv4().tcp({.flags = 0x10}).payload(20).build());
+  v.emplace_back("ipv4/tcp options", PacketBuilder{}.eth().ipv4().tcp({.options = Bytes(12, 1)}).build());
+  v.emplace_back("ipv4 DF/udp", PacketBuilder{}.eth().ipv4({.dont_fragment = true}).udp().payload(5).build());
+  v.emplace_back("ipv4 ttl 1/udp", PacketBuilder{}.eth().ipv4({.ttl = 1}).udp().build());
+  v.emplace_back("ipv4/udp + Ethernet padding", PacketBuilder{}.eth().ipv4().udp().padding(18).build());
+  v.emplace_back("ipv6/tcp", PacketBuilder{}.eth().ipv6().tcp({.flags = 0x12}).payload(7).build());
+  v.emplace_back("ipv6/udp", PacketBuilder{}.eth().ipv6().udp().payload(100).build());
+  v.emplace_back("vlan/ipv4/udp", PacketBuilder{}.eth().vlan(0x8100, 42).ipv4().udp().build());
+  v.emplace_back("s-tag/ipv6/tcp", PacketBuilder{}.eth().vlan(0x88A8, 7).ipv6().tcp().build());
+  v.emplace_back("geneve tag/ipv4/tcp",
+                 PacketBuilder{}.eth().ipv4().udp({.dport = dp::kGenevePort}).geneve(tag).ipv4().tcp().payload(30).build());
+  v.emplace_back("geneve tag/ipv4/udp 1400 B",
+                 PacketBuilder{}.eth().ipv4().udp({.dport = dp::kGenevePort}).geneve(tag).ipv4().udp({.dport = 443}).payload(1400).build());
+  v.emplace_back("geneve tag/ipv6/udp",
+                 PacketBuilder{}.eth().ipv4().udp({.dport = dp::kGenevePort}).geneve(tag).ipv6().udp().payload(3).build());
+  v.emplace_back("ipv6 geneve tag/ipv6/tcp",
+                 PacketBuilder{}.eth().ipv6().udp({.dport = dp::kGenevePort}).geneve(tag).ipv6().tcp().build());
+  v.emplace_back("vlan/geneve tag/ipv4/udp",
+                 PacketBuilder{}.eth().vlan(0x8100, 5).ipv4().udp({.dport = dp::kGenevePort}).geneve(tag).ipv4().udp().build());
+  return v;
+}
+
+TEST(ParserFastPath, TakesTheCommonFramesWithTheFullParsersFields) {
+  for (const auto& [name, f] : fast_shapes()) {
+    const auto b = parse_both(f);
+    EXPECT_TRUE(b.fast_took) << name << " should take the fast path";
+    EXPECT_EQ(b.full_reason, DropReason::none) << name;
+    expect_same_answer(b, name);
+  }
+}
+
+TEST(ParserFastPath, HandsEveryOtherFrameToTheFullParser) {
+  const auto tag = GeneveSpec{.options = {tag_option()}};
+  auto other_opt = tag_option();
+  other_opt.cls = 0x0102;
+  other_opt.type = 0x01;
+  other_opt.body = Bytes(4, 0);
+  auto critical = other_opt;
+  critical.type = 0x85;
+  const auto gen = [](const GeneveSpec& g) {
+    PacketBuilder b;
+    b.eth().ipv4().udp({.sport = 50000, .dport = dp::kGenevePort}).geneve(g);
+    return b;
+  };
+  std::vector<std::pair<std::string, Bytes>> v;
+  v.emplace_back("arp", PacketBuilder{}.eth().arp().build());
+  v.emplace_back("two vlan tags", PacketBuilder{}.eth().vlan(0x88A8, 1).vlan(0x8100, 2).ipv4().udp().build());
+  v.emplace_back("three vlan tags", PacketBuilder{}.eth().vlan(0x88A8, 1).vlan(0x8100, 2).vlan(0x8100, 3).ipv4().udp().build());
+  v.emplace_back("ipv4 options", PacketBuilder{}.eth().ipv4({.options = {1, 1, 1, 0}}).tcp().build());
+  v.emplace_back("ipv4 source route", PacketBuilder{}.eth().ipv4({.options = {0x83, 7, 4, 10, 0, 0, 9, 0}}).tcp().build());
+  v.emplace_back("ipv4 first fragment", PacketBuilder{}.eth().ipv4({.more_fragments = true}).udp({.length = 200}).payload(32).build());
+  v.emplace_back("ipv4 later fragment", PacketBuilder{}.eth().ipv4({.frag_offset = 64, .proto = 17}).payload(40).build());
+  v.emplace_back("ipv4 reserved flag", PacketBuilder{}.eth().ipv4({.reserved_flag = true}).udp().build());
+  v.emplace_back("ipv4 ttl 0", PacketBuilder{}.eth().ipv4({.ttl = 0}).udp().build());
+  v.emplace_back("ipv4 bad checksum", PacketBuilder{}.eth().ipv4({.checksum = 0x1234}).udp().build());
+  v.emplace_back("ipv4 total length past frame", PacketBuilder{}.eth().ipv4({.total_length = 200}).udp().build());
+  v.emplace_back("ipv4 icmp", PacketBuilder{}.eth().ipv4().icmp().build());
+  v.emplace_back("ipv4 opaque (gre)", PacketBuilder{}.eth().ipv4({.proto = 47}).payload(8).build());
+  v.emplace_back("ipv6 dest opts/tcp", PacketBuilder{}.eth().ipv6().ipv6_ext().tcp().build());
+  v.emplace_back("ipv6 atomic fragment/udp", PacketBuilder{}.eth().ipv6().ipv6_frag().udp().build());
+  v.emplace_back("ipv6 icmpv6", PacketBuilder{}.eth().ipv6().icmpv6().build());
+  v.emplace_back("ipv6 hop limit 0", PacketBuilder{}.eth().ipv6({.hop_limit = 0}).udp().build());
+  v.emplace_back("ipv6 payload length 0", PacketBuilder{}.eth().ipv6({.payload_length = 0}).udp().build());
+  v.emplace_back("tcp bad flags", PacketBuilder{}.eth().ipv4().tcp({.flags = 0x06}).build());
+  v.emplace_back("tcp offset 4 words", PacketBuilder{}.eth().ipv4().tcp({.data_offset_words = 4}).build());
+  v.emplace_back("tcp offset past segment", PacketBuilder{}.eth().ipv4().tcp({.data_offset_words = 15}).build());
+  v.emplace_back("udp length disagrees", PacketBuilder{}.eth().ipv4().udp({.length = 9}).payload(4).build());
+  v.emplace_back("geneve without options", gen({}).ipv4().tcp().build());
+  v.emplace_back("geneve tag + another option", gen({.options = {tag_option(), other_opt}}).ipv4().tcp().build());
+  v.emplace_back("geneve other option + tag", gen({.options = {other_opt, tag_option()}}).ipv4().tcp().build());
+  v.emplace_back("geneve unknown critical option", gen({.options = {critical}}).ipv4().tcp().build());
+  v.emplace_back("geneve two tags", gen({.options = {tag_option(), tag_option()}}).ipv4().tcp().build());
+  v.emplace_back("geneve version 1", gen({.version = 1, .options = {tag_option()}}).ipv4().tcp().build());
+  v.emplace_back("geneve inner ethernet", gen(tag).eth().ipv4().tcp().build());
+  v.emplace_back("geneve inner fragment", gen(tag).ipv4({.more_fragments = true}).udp({.length = 100}).payload(16).build());
+  v.emplace_back("geneve inner ipv4 options", gen(tag).ipv4({.options = {1, 1, 1, 0}}).udp().build());
+  v.emplace_back("geneve inner icmp", gen(tag).ipv4().icmp().build());
+  v.emplace_back("geneve inner ipv6 ext", gen(tag).ipv6().ipv6_ext().udp().build());
+  v.emplace_back("geneve in geneve", gen(tag).ipv4().udp({.dport = dp::kGenevePort}).geneve(tag).ipv4().udp().build());
+  v.emplace_back("geneve inner bad checksum", gen(tag).ipv4({.checksum = 1}).udp().build());
+  v.emplace_back("geneve inner ttl 0", gen(tag).ipv4({.ttl = 0}).udp().build());
+  v.emplace_back("geneve trailing byte after inner", gen(tag).ipv4({.total_length = 27}).udp({.length = 8}).build());
+  v.emplace_back("geneve on a fragment", PacketBuilder{}.eth().ipv4({.more_fragments = true}).udp({.dport = dp::kGenevePort, .length = 300}).payload(64).build());
+  v.emplace_back("runt", cut(PacketBuilder{}.eth().ipv4().udp().build(), 20));
+  v.emplace_back("ipv4 header cut", cut(PacketBuilder{}.eth().ipv4().udp().build(), 30));
+  for (const auto& [name, f] : v) {
+    const auto b = parse_both(f);
+    EXPECT_FALSE(b.fast_took) << name << " must go to the full parser";
+    expect_same_answer(b, name);
+  }
+  // Headers past the inspection window: the full parser's header_chain_too_long.
+  auto deep = gen(tag);
+  deep.ipv6();
+  for (int i = 0; i < 7; ++i) deep.ipv6_ext({.len = 64});
+  const auto f = deep.tcp().build();
+  const auto b = parse_both(f);
+  EXPECT_FALSE(b.fast_took);
+  EXPECT_EQ(b.combined_reason, DropReason::header_chain_too_long);
+}
+
+// Every byte of every fast-path frame's headers changed, and every truncation, with the window
+// whole or cut short: the combined parser always gives the full parser's answer.
+TEST(ParserFastPath, AgreesWithTheFullParserOnEveryMutationOfItsFrames) {
+  int fast = 0, refused = 0;
+  for (const auto& [name, frame] : fast_shapes()) {
+    const std::size_t hdr = std::min<std::size_t>(frame.size(), 14 + 4 + 40 + 8 + 8 + 36 + 40 + 20 + 4);
+    for (std::size_t i = 0; i < hdr; ++i) {
+      for (const std::uint8_t x : {0x01, 0x10, 0x80, 0xFF}) {
+        Bytes f = frame;
+        f[i] ^= x;
+        const auto b = parse_both(f);
+        expect_same_answer(b, name + " byte " + std::to_string(i) + " ^ " + std::to_string(x));
+        fast += b.fast_took;
+        refused += b.full_reason != DropReason::none;
+      }
+    }
+    for (std::size_t len = 0; len <= frame.size(); ++len) {
+      expect_same_answer(parse_both(cut(frame, len)), name + " cut to " + std::to_string(len));
+      // A window shorter than the frame it belongs to.
+      expect_same_answer(parse_both(frame, std::min(len, dp::kParseWindow), static_cast<std::uint32_t>(frame.size())),
+                         name + " window " + std::to_string(len));
+    }
+  }
+  EXPECT_GT(fast, 0);     // both paths were exercised
+  EXPECT_GT(refused, 0);
 }
 
 }  // namespace

@@ -231,6 +231,36 @@ TEST_F(PipelineTest, ATaggedFlowPassesDecapsulatedInStripMode) {
   EXPECT_EQ(pipe->verifier().mac_count(), 1u);
 }
 
+// Frames the parser's fast path takes and frames only the full parser takes, forwarded and
+// dropped, in one full burst: the forwarded ones leave in arrival order, each drop has its reason,
+// and every dropped mbuf is back in the pool (drops are freed in bulk after the burst).
+TEST_F(PipelineTest, AFullBurstOfFastAndFullParserFramesKeepsOrderAndReturnsEveryDropToThePool) {
+  auto snap = snapshot(compile(kPolicy, 1));
+  const unsigned before = rte_mempool_avail_count(g_pool);
+  std::vector<Bytes> in, want;
+  const auto inner = tcp(v4(10, 9, 9, 9), B5, 41000, 80, SYN);
+  in.push_back(tagged(inner, kWeb));  // fast path, Geneve: forwarded decapsulated
+  want.push_back(inner);
+  for (std::uint16_t i = 0; i < 7; ++i) {
+    const auto allowed = udp(A1, B5, static_cast<std::uint16_t>(1000 + i), 53);  // fast path, rule 20
+    const auto options = PacketBuilder{}.eth().ipv4({.src = A1, .dst = B5, .options = {1, 1, 1, 0}})
+                             .udp({.sport = static_cast<std::uint16_t>(2000 + i), .dport = 53}).payload(4).build();
+    const auto denied = udp(A1, B5, static_cast<std::uint16_t>(3000 + i), 9999);  // fast path, no rule
+    const auto bad_sum = PacketBuilder{}.eth().ipv4({.src = A1, .dst = B5, .checksum = 0x1234})
+                             .udp({.dport = 53}).build();  // full parser's drop
+    in.insert(in.end(), {allowed, denied, options, bad_sum});
+    want.push_back(allowed);
+    want.push_back(options);  // IPv4 options are left to policy: the full parser, then rule 20
+  }
+  ASSERT_EQ(in.size(), 29u);
+  EXPECT_EQ(run(in, snap.get()), want);
+  EXPECT_EQ(drops(DropReason::policy_default_deny), 7u);
+  EXPECT_EQ(drops(DropReason::ipv4_bad_checksum), 7u);
+  EXPECT_EQ(c.dropped_total(), 14u);
+  EXPECT_EQ(c.new_flows.get(), 15u);
+  EXPECT_EQ(rte_mempool_avail_count(g_pool), before);
+}
+
 TEST_F(PipelineTest, KeepModeForwardsTheGenevePacketUnchanged) {
   make_pipeline(dp::GeneveMode::keep);
   auto snap = snapshot(compile(kPolicy, 1));

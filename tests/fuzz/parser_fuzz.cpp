@@ -1,7 +1,8 @@
 // libFuzzer target for the packet parser. Each input is one frame. It is parsed the way the
 // worker parses it (window = first min(size, kParseWindow) bytes, pkt_len = size), checked
 // against the invariants a caller relies on, and parsed again through parse_mbuf on 2- and
-// 3-segment chains cut at places derived from the input: any difference is a crash.
+// 3-segment chains cut at places derived from the input, and through the full parser alone and
+// the fast path alone (parser.hpp): any difference is a crash.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +66,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       zt::dp::parse_frame(window, static_cast<std::uint32_t>(size), flat);
   require(static_cast<std::size_t>(reason) < zt::rules::kDropReasonCount);
   if (reason == DropReason::none) check_parsed(flat, wlen, size);
+  // The fast path (common frames) answers exactly as the full parser: it never takes a frame
+  // the full parser refuses, and what it fills is field for field the full parser's.
+  ParsedPacket full, fast;
+  require(zt::dp::parse_frame_full(window, static_cast<std::uint32_t>(size), full) == reason);
+  if (reason == DropReason::none) require(full == flat);
+  if (zt::dp::parse_frame_fast(window, static_cast<std::uint32_t>(size), fast))
+    require(reason == DropReason::none && fast == full);
 
   if (size < 3) return 0;
   const std::uint32_t h = mix(data, size);

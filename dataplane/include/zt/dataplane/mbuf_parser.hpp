@@ -16,7 +16,10 @@ inline DropReason parse_mbuf(const rte_mbuf* m, ParsedPacket& out,
   const std::uint32_t pkt_len = rte_pktmbuf_pkt_len(m);
   const std::uint32_t want = std::min<std::uint32_t>(pkt_len, kParseWindow);
   const auto* p = static_cast<const std::uint8_t*>(rte_pktmbuf_read(m, 0, want, scratch.data()));
-  if (p == nullptr) return DropReason::frame_runt;  // chain shorter than pkt_len says
+  if (p == nullptr) [[unlikely]] {  // chain shorter than pkt_len says
+    out = ParsedPacket{};             // callers may leave `out` uninitialised (the pipeline does)
+    return DropReason::frame_runt;
+  }
   return parse_frame({p, want}, pkt_len, out);
 }
 
