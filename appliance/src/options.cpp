@@ -91,8 +91,11 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
        "key epoch length in seconds (DESIGN.md §2)")
       ("tag-window-ms", po::value(&o.keys.tag_window_ms)->default_value(1000),
        "freshness window: a tag whose timestamp is more than this many ms from the appliance clock "
-       "is dropped (tag_time_window); senders' clocks must agree within it (PTP/NTP). With --key-master "
-       "only: under --manager the manager's key schedule sets it")
+       "is dropped (tag_time_window); senders' clocks must agree within it (PTP/NTP). The workers follow "
+       "the wall clock (steps and drift); after the clock steps back by D, tags are judged at the "
+       "newest time one was accepted until the clock passes it (replay safety): a sender whose clock "
+       "stepped back too is refused for D minus this window. With --key-master only: under --manager "
+       "the manager's key schedule sets it")
       ("epoch-grace-ms", po::value(&o.keys.epoch_grace_ms)->default_value(5000),
        "tags of the previous key epoch are still accepted this many ms after a new epoch begins, "
        "then dropped (tag_expired_epoch). With --key-master only, like --tag-window-ms")
@@ -104,7 +107,8 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
        "tags risk being taken for replays (false drops), never the reverse")
       ("flows", po::value(&rt.flows)->default_value(1U << 20), "flow table capacity per worker")
       ("flow-quota", po::value(&rt.flow_quota)->default_value(0),
-       "flows one identity may hold per worker (0: no quota)");
+       "flows one identity may hold per worker (0: no quota); untagged flows count under their "
+       "segment's identity, or all together under `unauthenticated`");
 
   std::string manager, state_dir, psk_file, manager_ca;
   unsigned enrol_port = 7444;

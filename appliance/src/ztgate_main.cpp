@@ -357,6 +357,10 @@ int main(int argc, char** argv) {
       }
     }
     runtime.capture().poll();  // queued packet copies into the pcapng file (ztctl capture)
+    if (auto step = runtime.poll_clock(); !step.empty()) {  // the workers follow the wall clock
+      fmt::print(stderr, "ztgate: {}\n", step);
+      events.add("clock step", true, step);
+    }
     if (flow_log) {
       flow_records.clear();
       if (runtime.control().drain_flow_logs(flow_records, 4096) != 0) {
@@ -383,11 +387,15 @@ int main(int argc, char** argv) {
   if (!opt.quiet) fmt::print("{}", zt::dp::format_counters(snap));
   int rc = 0;
   std::string stats_json = opt.stats_file.empty() ? std::string() : zt::dp::counters_to_json(snap);
-  if (manager && !stats_json.empty()) {
-    // The control plane's state beside the counters: enforced revision, last ACK/NACK, fail-closed.
+  if (!stats_json.empty()) {
     auto j = nlohmann::json::parse(stats_json, nullptr, false);
     if (!j.is_discarded() && j.is_object()) {
-      j["control_plane"] = nlohmann::json::parse(manager->status_json());
+      // How the workers' clock followed the wall clock (dataplane/README.md "Clock").
+      const auto ck = runtime.clock_status();
+      j["clock"] = {{"checks", ck.checks}, {"adjustments", ck.adjustments}, {"steps", ck.steps},
+                    {"last_step_ns", ck.last_step_ns}, {"last_step_unix_ns", ck.last_step_unix_ns}};
+      // The control plane's state beside the counters: enforced revision, last ACK/NACK, fail-closed.
+      if (manager) j["control_plane"] = nlohmann::json::parse(manager->status_json());
       stats_json = j.dump(2);
     }
   }

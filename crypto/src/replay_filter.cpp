@@ -106,7 +106,7 @@ Result<ReplayFilter> ReplayFilter::create(const ReplayFilterConfig& cfg,
 }
 
 ReplayFilter::ReplayFilter(ReplayFilter&& o) noexcept
-    : sizing_(o.sizing_), window_ns_(o.window_ns_), seed_(o.seed_), mem_(o.mem_),
+    : sizing_(o.sizing_), window_ns_(o.window_ns_), newest_ns_(o.newest_ns_), seed_(o.seed_), mem_(o.mem_),
       mem_bytes_(o.mem_bytes_) {
   o.mem_ = nullptr;
   o.mem_bytes_ = 0;
@@ -197,6 +197,7 @@ bool ReplayFilter::check_and_insert(std::span<const std::uint8_t, 16> mac,
     b[7] = std::uint64_t{stamp} << 32;
   }
   for (std::size_t w = 0; w < kBlockWords; ++w) b[w] |= pr.mask[w];
+  if (now_ns > newest_ns_) newest_ns_ = now_ns;
   return false;
 }
 

@@ -73,6 +73,10 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
   std::size_t n_jobs = 0;
   std::size_t n_small = 0;
   const std::size_t small_max = impl_->mgr_small ? impl_->small_max_len : 0;
+  // Time never runs back past the newest time the filter recorded a MAC at: after a step back of
+  // the caller's clock, a tag accepted before it could otherwise pass again, judged fresh at a
+  // time whose periods the filter no longer checks (crypto/README.md "Replay filter").
+  if (replay != nullptr && now_ns < replay->newest_ns()) now_ns = replay->newest_ns();
   KeyRing::Clock clock = ring.clock(now_ns);
   if (replay != nullptr && replay->window_ns() < clock.window_ns) clock.window_ns = replay->window_ns();
 

@@ -7,6 +7,7 @@
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -23,6 +24,25 @@ namespace {
 constexpr std::uint8_t kSymmetricKeyPattern[2] = {0x6d, 0x5a};
 
 std::string errno_text() { return rte_strerror(rte_errno); }
+
+// CLOCK_REALTIME and the TSC read together: the tightest of three tries, the TSC taken half way
+// through the system call (a thread preempted between the reads would pair them wrongly).
+// False when even the tightest pair spans more than `max_spread` ticks.
+bool sample_wall(std::int64_t& wall_ns, std::uint64_t& tsc, std::uint64_t max_spread) noexcept {
+  std::uint64_t best = ~std::uint64_t{0};
+  for (int i = 0; i < 3; ++i) {
+    const std::uint64_t t0 = rte_rdtsc();
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const std::uint64_t t1 = rte_rdtsc();
+    if (t1 - t0 < best) {
+      best = t1 - t0;
+      tsc = t0 + best / 2;
+      wall_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    }
+  }
+  return best <= max_spread;
+}
 
 }  // namespace
 
@@ -151,6 +171,7 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
   auto cap = Capture::create(cc);
   if (!cap) return std::unexpected(cap.error());
   rt->capture_ = std::move(*cap);
+  rt->tag_window_ns_ = cfg.tag_window_ns;
   for (unsigned w = 0; w < workers; ++w) rt->pipelines_[w]->set_capture(&rt->capture_->tap(w));
   for (unsigned i = 0; i < kMaxPorts; ++i)
     if (auto r = rt->setup_port(i, cfg); !r) return std::unexpected(r.error());
@@ -166,6 +187,7 @@ std::expected<std::unique_ptr<Runtime>, std::string> Runtime::create(const Runti
     ctx.pipeline = rt->pipelines_[q].get();
     ctx.snapshots = rt->snapshots_.get();
     ctx.stop = &rt->stop_;
+    ctx.clock = &rt->clock_;
     rt->contexts_.push_back(ctx);
     ++q;
   }
@@ -246,13 +268,14 @@ std::expected<void, std::string> Runtime::setup_port(unsigned index, const Runti
 }
 
 std::expected<void, std::string> Runtime::start() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  const std::uint64_t tsc = rte_rdtsc();
+  (void)sample_wall(anchor_.base_ns, anchor_.base_tsc, ~std::uint64_t{0});
+  clock_.publish(anchor_);
   for (auto& ctx : contexts_) {
-    ctx.base_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-    ctx.base_tsc = tsc;
+    ctx.base_ns = anchor_.base_ns;
+    ctx.base_tsc = anchor_.base_tsc;
   }
+  next_clock_check_tsc_ = anchor_.base_tsc + rte_get_tsc_hz() / 10;
+  last_log_tsc_ = anchor_.base_tsc;
   for (auto& ctx : contexts_) {
     if (int rc = rte_eal_remote_launch(worker_main, &ctx, ctx.lcore); rc != 0)
       return std::unexpected(
@@ -260,6 +283,72 @@ std::expected<void, std::string> Runtime::start() {
   }
   launched_ = true;
   return {};
+}
+
+std::string Runtime::poll_clock() {
+  if (!launched_) return {};
+  const std::uint64_t hz = rte_get_tsc_hz();
+  const std::uint64_t now = rte_rdtsc();
+  if (now < next_clock_check_tsc_) return {};
+  next_clock_check_tsc_ = now + hz / 10;  // ~100 ms: a step is followed within that
+  std::int64_t wall = 0;
+  std::uint64_t tsc = 0;
+  if (!sample_wall(wall, tsc, hz / 1000)) return {};  // no pair within 1 ms: next time
+  clock_checks_.fetch_add(1, std::memory_order_relaxed);
+  const ClockDecision d = follow_clock(anchor_, wall, tsc, 1e9 / static_cast<double>(hz));
+  clock_offset_ns_.store(d.offset_ns, std::memory_order_relaxed);
+  if (d.change == ClockChange::none) return {};
+  anchor_ = d.anchor;
+  clock_.publish(anchor_);
+  if (d.change == ClockChange::adjust) {
+    clock_adjustments_.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  clock_steps_.fetch_add(1, std::memory_order_relaxed);
+  clock_last_step_ns_.store(d.offset_ns, std::memory_order_relaxed);
+  clock_last_step_at_.store(wall, std::memory_order_relaxed);
+  // Rate limit: a burst of 5 lines, then one every 10 s; the steps left out are counted in the
+  // next line (and every step in clock_status()).
+  constexpr double kBurst = 5, kPerTick = 1.0 / 10;
+  log_tokens_ = std::min(kBurst, log_tokens_ + static_cast<double>(now - last_log_tsc_) / static_cast<double>(hz) * kPerTick);
+  last_log_tsc_ = now;
+  if (log_tokens_ < 1) {
+    ++unlogged_steps_;
+    return {};
+  }
+  log_tokens_ -= 1;
+  const double secs = static_cast<double>(d.offset_ns < 0 ? -d.offset_ns : d.offset_ns) / 1e9;
+  std::string msg;
+  if (d.offset_ns > 0) {
+    msg = fmt::format("wall clock stepped forward {:.3f} s; the dataplane follows it", secs);
+  } else {
+    const double refused = static_cast<double>(-d.offset_ns - tag_window_ns_) / 1e9;
+    msg = fmt::format(
+        "wall clock stepped back {:.3f} s; the dataplane follows it, but judges tags no earlier "
+        "than the newest time it accepted one at until the wall clock passes that again (so the "
+        "replay filter still covers every copy): {}",
+        secs,
+        refused > 0 ? fmt::format("tags stamped by clocks that stepped back too are refused for up "
+                                  "to {:.3f} s (less if no tag was accepted just before the step)",
+                                  refused)
+                    : std::string("within the tag window, no fresh tag is refused for it"));
+  }
+  if (unlogged_steps_ != 0) {
+    msg += fmt::format(" ({} earlier step{} not logged, too many)", unlogged_steps_, unlogged_steps_ == 1 ? "" : "s");
+    unlogged_steps_ = 0;
+  }
+  return msg;
+}
+
+ClockStatus Runtime::clock_status() const noexcept {
+  ClockStatus s;
+  s.checks = clock_checks_.load(std::memory_order_relaxed);
+  s.adjustments = clock_adjustments_.load(std::memory_order_relaxed);
+  s.steps = clock_steps_.load(std::memory_order_relaxed);
+  s.last_step_ns = clock_last_step_ns_.load(std::memory_order_relaxed);
+  s.last_step_unix_ns = clock_last_step_at_.load(std::memory_order_relaxed);
+  s.offset_ns = clock_offset_ns_.load(std::memory_order_relaxed);
+  return s;
 }
 
 void Runtime::stop() {

@@ -62,16 +62,16 @@ int worker_main(void* arg) noexcept {
   auto& ctx = *static_cast<WorkerContext*>(arg);
   auto& c = *ctx.counters;
   rte_mbuf* pkts[kBurst];
-  const double ns_per_tick = 1e9 / static_cast<double>(rte_get_tsc_hz());
+  WorkerClock clock(ctx.clock, {ctx.base_ns, ctx.base_tsc}, 1e9 / static_cast<double>(rte_get_tsc_hz()));
   constexpr unsigned kAgeBucketsWhenIdle = 64;
 
   ctx.snapshots->online(ctx.queue);
   while (!ctx.stop->load(std::memory_order_relaxed)) {
     // One snapshot for the whole iteration; quiescent only after the last packet decided by it.
     const Snapshot* snap = ctx.snapshots->acquire();
+    clock.refresh();  // a re-anchored wall clock (step, drift) takes effect from this burst on
     const std::uint64_t tsc = rte_rdtsc();
-    const BurstClock clk{tsc, ctx.base_ns + static_cast<std::int64_t>(
-                                                static_cast<double>(tsc - ctx.base_tsc) * ns_per_tick)};
+    const BurstClock clk{tsc, clock.now_ns(tsc)};
     bool idle = true;
     for (unsigned in = 0; in < kMaxPorts; ++in) {
       const unsigned out = in ^ 1U;

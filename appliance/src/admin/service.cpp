@@ -242,6 +242,10 @@ std::expected<json, std::string> Service::show_status(const Args&) {
   } else {
     j["manager"] = nullptr;
   }
+  const auto ck = rt_.clock_status();
+  j["clock"] = {{"steps", ck.steps}, {"last_step_ns", ck.last_step_ns},
+                {"last_step_unix_ns", ck.last_step_unix_ns}, {"adjustments", ck.adjustments},
+                {"offset_ns", ck.offset_ns}};
   j["stage_timing"] = stage_timing_;
   j["admin_socket"] = info_.admin_socket;
   j["metrics_listen"] = info_.metrics_listen;

@@ -80,6 +80,14 @@ void render_status(const json& j, std::ostream& out) {
                        m["connected"].get<bool>() ? "connected" : "NOT connected",
                        m["enforced_revision"].get<std::uint64_t>(), m["failed_closed"].get<bool>() ? ", FAILED CLOSED" : "");
   }
+  if (j.contains("clock")) {  // the workers follow the wall clock (dataplane/README.md "Clock")
+    const auto& c = j["clock"];
+    const auto steps = c["steps"].get<std::uint64_t>();
+    out << fmt::format("Clock:          {} step{} of the wall clock followed{}\n", steps, steps == 1 ? "" : "s",
+                       steps == 0 ? std::string()
+                                  : fmt::format(", the last {:+.3f} s at {}", c["last_step_ns"].get<double>() / 1e9,
+                                                when(c["last_step_unix_ns"].get<std::int64_t>() / 1'000'000'000)));
+  }
   out << fmt::format("Stage timing:   {}\n", j["stage_timing"].get<bool>() ? "on" : "off");
   out << fmt::format("Metrics:        {}\n", str(j["metrics_listen"]).empty() ? "off" : str(j["metrics_listen"]));
 }
@@ -359,7 +367,7 @@ void flow_filter_options(po::options_description& o) {
 std::vector<Verb> verbs() {
   std::vector<Verb> v;
   auto none = [](po::options_description&) {};
-  v.push_back({{"show", "status"}, "[--json]", "version, uptime, policy revision and digest, key epoch, manager",
+  v.push_back({{"show", "status"}, "[--json]", "version, uptime, policy revision and digest, key epoch, manager, clock steps",
                "What ztgate runs: its version and uptime, the policy revision and digest in force, the key epoch,\n"
                "and the manager connection.",
                false, none, {}, render_status});

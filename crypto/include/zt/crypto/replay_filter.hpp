@@ -60,6 +60,10 @@ class ReplayFilter {
   // True if `mac` was recorded in this or the two previous periods (a replay); otherwise records
   // it in the current period and returns false.
   bool check_and_insert(std::span<const std::uint8_t, 16> mac, std::int64_t now_ns) noexcept;
+  // The newest time a MAC was recorded at (INT64_MIN before the first). A lookup at an earlier
+  // time would miss the periods after it, so whoever judges tags must not judge them earlier
+  // than this when the clock steps back: the Verifier uses max(now, newest_ns()).
+  std::int64_t newest_ns() const noexcept { return newest_ns_; }
   // True if `mac` is recorded (no insert).
   bool contains(std::span<const std::uint8_t, 16> mac, std::int64_t now_ns) const noexcept;
   // Prefetches the blocks `mac` maps to (issue before the MAC work of a burst).
@@ -88,6 +92,7 @@ class ReplayFilter {
 
   ReplayFilterSizing sizing_{};
   std::int64_t window_ns_ = 0;
+  std::int64_t newest_ns_ = INT64_MIN;
   std::array<std::uint64_t, 4> seed_{};
   std::uint64_t* mem_ = nullptr;   // kFilters * blocks * 8 words, 64-byte aligned
   std::size_t mem_bytes_ = 0;

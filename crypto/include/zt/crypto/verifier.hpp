@@ -55,7 +55,9 @@ class Verifier {
   // (version, algorithm, flags, length) -> ring.precheck (identity, algorithm policy, coverage,
   // epoch, time window, key loaded, identity known) -> CMAC (batched) -> constant-time compare ->
   // replay filter (when given; only authentic tags are recorded). No allocation, no locks, no
-  // syscalls.
+  // syscalls. With a filter, tags are judged at max(now_ns, replay->newest_ns()): a clock that
+  // steps back holds at the newest time a tag was accepted until it passes it again, so no copy
+  // of an accepted tag can look fresh at a time the filter has forgotten.
   std::size_t verify_burst(const KeyRing& ring, std::int64_t now_ns,
                            std::span<const VerifyInput> in, std::span<VerifyResult> out,
                            ReplayFilter* replay = nullptr) noexcept;

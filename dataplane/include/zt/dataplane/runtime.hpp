@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "zt/dataplane/capture.hpp"
+#include "zt/dataplane/clock.hpp"
 #include "zt/dataplane/control.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/pipeline.hpp"
@@ -50,6 +51,16 @@ struct RuntimeConfig {
   ControlConfig control;
 };
 
+// How the dataplane's clock has followed the wall clock (Runtime::poll_clock).
+struct ClockStatus {
+  std::uint64_t checks = 0;       // samples of CLOCK_REALTIME against the TSC-derived clock
+  std::uint64_t adjustments = 0;  // re-anchors within ClockFollowConfig::step_ns (drift, slew)
+  std::uint64_t steps = 0;        // re-anchors beyond it: the wall clock stepped
+  std::int64_t last_step_ns = 0;  // size of the last step, > 0 forward
+  std::int64_t last_step_unix_ns = 0;  // the wall clock just after it (0: none yet)
+  std::int64_t offset_ns = 0;     // wall minus dataplane clock at the last check, before it acted
+};
+
 // True when `spec` names a virtual device rather than a PCI address.
 bool is_vdev(const std::string& spec) noexcept;
 // The ethdev name EAL gives the port created from `spec`.
@@ -71,6 +82,15 @@ class Runtime {
   std::expected<void, std::string> start();
   // Stops the workers, waits for them, stops the ports. Idempotent.
   void stop();
+
+  // The control loop calls this often (every 20 ms in ztgate); every ~100 ms it compares
+  // CLOCK_REALTIME with the workers' TSC-derived clock and publishes a new anchor when they
+  // differ by more than 1 ms (ClockFollowConfig): workers follow from their next burst, forward
+  // and back. Returns a line for the operator's log when the wall clock stepped (> 20 ms; at
+  // most 5 lines at once, then one every 10 s; steps left out are counted in the next), else an
+  // empty string.
+  std::string poll_clock();
+  ClockStatus clock_status() const noexcept;
 
   // Makes `s` the snapshot every worker decides by, hitlessly (RCU); returns once no worker
   // can still be using the previous one, which is then released.
@@ -100,6 +120,16 @@ class Runtime {
   std::unique_ptr<Control> control_;
   std::unique_ptr<Capture> capture_;
   std::atomic<bool> stop_{false};
+  // The workers' clock: one anchor for all, written by poll_clock (one control thread).
+  ClockAnchorCell clock_;
+  ClockAnchor anchor_;
+  std::uint64_t next_clock_check_tsc_ = 0;
+  std::uint64_t last_log_tsc_ = 0;
+  double log_tokens_ = 5;
+  std::uint64_t unlogged_steps_ = 0;
+  std::int64_t tag_window_ns_ = 0;
+  std::atomic<std::uint64_t> clock_checks_{0}, clock_adjustments_{0}, clock_steps_{0};
+  std::atomic<std::int64_t> clock_last_step_ns_{0}, clock_last_step_at_{0}, clock_offset_ns_{0};
   bool launched_ = false;
   bool eal_ready_ = false;
 };

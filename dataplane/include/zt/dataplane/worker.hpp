@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "zt/dataplane/burst.hpp"
+#include "zt/dataplane/clock.hpp"
 #include "zt/dataplane/control.hpp"
 #include "zt/dataplane/counters.hpp"
 #include "zt/dataplane/pipeline.hpp"
@@ -35,7 +36,10 @@ struct WorkerContext {
   SnapshotChannel* snapshots = nullptr;
   WorkerMailbox* mailbox = nullptr;  // drained once per loop iteration; null: no commands
   const std::atomic<bool>* stop = nullptr;
-  // Wall clock for tag freshness, extrapolated from the TSC (no system call per burst).
+  // Wall clock for tag freshness, extrapolated from the TSC (no system call per burst; clock.hpp).
+  // The anchor published in `clock` (Runtime: re-published when the wall clock steps or drifts),
+  // read between bursts; until its first publish, or with no cell, base_ns at base_tsc.
+  const ClockAnchorCell* clock = nullptr;
   std::int64_t base_ns = 0;
   std::uint64_t base_tsc = 0;
 };
