@@ -324,6 +324,13 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (n == 0) return 0;
     }
   }
+  // Flows age on idle polls (worker.cpp). A worker that is never idle would keep its expired
+  // flows, and past the admission watermark refuse every new untagged flow for flows long gone:
+  // while the table is that full (or 7/8 full), each burst first ages one bucket (<= 8
+  // entries, before the lookup so no packet holds an entry it removes). Below it: one compare.
+  if (const std::uint64_t pct = vp != nullptr ? std::min(vp->cfg.table_watermark_pct, 87U) : 87U;
+      std::uint64_t{flows_->size()} * 100 >= std::uint64_t{flows_->capacity()} * pct) [[unlikely]]
+    flows_->age(clk.tsc, 1);
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
   const auto from_source = [&](const IpLayer& outer, bool tag_failure) -> DropReason {

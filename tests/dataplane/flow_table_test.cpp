@@ -140,6 +140,32 @@ TEST(FlowTable, PerIdentityQuotaStopsOneIdentityNotTheOthers) {
   EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 81), d), d, 42, 0, &e), InsertResult::inserted);
 }
 
+TEST(FlowTable, FlowsThatAgeOutOrAreReclaimedGiveTheirIdentitysQuotaBack) {
+  auto t = table(64, /*quota=*/4);
+  KeyDir d;
+  FlowEntry* e;
+  for (std::uint16_t p = 0; p < 4; ++p)
+    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 53, 17), d), d, 42, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 53, 17), d), d, 42, 30 * kTps, &e), InsertResult::quota_exceeded);
+  // 61 s on, the UDP flows (60 s) have expired: aging removes them and the quota is free again.
+  for (int i = 0; i < 1000 && t->size() != 0; ++i) t->age(61 * kTps, 1);
+  EXPECT_EQ(t->identity_flows(42), 0u);
+  for (std::uint16_t p = 10; p < 14; ++p)
+    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 53, 17), d), d, 42, 61 * kTps, &e), InsertResult::inserted);
+  // A full table reclaiming an expired flow of identity 43 gives 43 its slot back too.
+  for (std::uint32_t i = 0; t->size() < 64; ++i)
+    ASSERT_EQ(t->insert(make_flow_key(v4(0x0a000000 + i, 2, 1, 53, 17), d), d, 43 + (i % 30), 61 * kTps, &e),
+              InsertResult::inserted);
+  std::uint32_t held = 0;
+  for (std::uint32_t id = 43; id < 73; ++id) held += t->identity_flows(id);
+  EXPECT_EQ(held, 60u);
+  EXPECT_EQ(t->insert(make_flow_key(v4(2, 2, 1, 53, 17), d), d, 99, 100 * kTps, &e), InsertResult::table_full);
+  EXPECT_EQ(t->insert(make_flow_key(v4(2, 2, 1, 53, 17), d), d, 99, 122 * kTps, &e), InsertResult::inserted);
+  held = 0;
+  for (std::uint32_t id = 42; id < 73; ++id) held += t->identity_flows(id);
+  EXPECT_EQ(held + t->identity_flows(99), t->size());  // every flow counted once, under its identity
+}
+
 TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
   auto t = table(4096);
   KeyDir d;

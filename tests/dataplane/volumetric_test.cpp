@@ -367,6 +367,30 @@ TEST_F(VolumetricPipeline, AboveTheWatermarkUntaggedSourcesCannotOpenFlowsButTag
   EXPECT_EQ(pipe->flows().size(), 32u);
 }
 
+TEST_F(VolumetricPipeline, ABusyWorkerGivesTheRoomOfExpiredFlowsBackAtTheWatermark) {
+  // The worker ages its table on idle polls; this one is never idle (no age() call here), so
+  // only the bursts themselves can reap: at the watermark (90 % of 1024: 922 flows) they do.
+  auto snap = snapshot(VolumetricConfig{});
+  const auto flow = [](int i) { return udp(v4(10, 1, static_cast<std::uint8_t>(i / 250), i % 250), B5, 5000, 6000); };
+  const std::uint64_t t0 = kHz;
+  unsigned forwarded = 0;
+  for (int b = 0; b < 29; ++b) {
+    std::vector<Bytes> burst;
+    for (int i = 0; i < 32; ++i) burst.push_back(flow(b * 32 + i));
+    forwarded += run(burst, *snap, 0, t0);
+  }
+  EXPECT_EQ(forwarded, 922u);
+  EXPECT_EQ(drops(DropReason::admission_watermark), 928u - 922u);
+  // 30 s on, every flow is live (UDP: 60 s): nothing is reaped, new untagged flows are refused.
+  EXPECT_EQ(run({flow(1000)}, *snap, 0, t0 + 30 * kHz), 0u);
+  EXPECT_EQ(pipe->flows().size(), 922u);
+  // 61 s on they have all expired: each burst reaps before it decides, new flows open again.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(run({flow(1001 + i)}, *snap, 0, t0 + 61 * kHz), 1u) << i;
+  EXPECT_EQ(drops(DropReason::admission_watermark), 928u - 922u + 1u);
+  EXPECT_LT(pipe->flows().size(), 922u);
+  EXPECT_EQ(received(), 922u + 4u + drops(DropReason::admission_watermark));  // forwarded + dropped
+}
+
 TEST_F(VolumetricPipeline, DeniedNewFlowsAreFlowLoggedWithinTheirRate) {
   VolumetricConfig vc;
   vc.flow_log_rate = 3;  // 1 s deep: 3 records at once
