@@ -90,6 +90,7 @@ cp::Result<void> ManagerSource::publish(const cp::Update& u, const char* how) {
       what = "keys";
     }
   }
+  snap->expires_ns = deadline;  // the workers fail closed at it by themselves (snapshot.hpp)
   std::lock_guard lock(mu_);
   runtime_->publish(std::move(snap));
   const bool was_closed = failed_closed_;

@@ -436,7 +436,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       }
       continue;
     }
-    if (snap->expired) {
+    if (snap->expired || clk.now_ns >= snap->expires_ns) [[unlikely]] {
       p.drop = DropReason::policy_expired;
       continue;
     }

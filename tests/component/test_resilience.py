@@ -1,7 +1,7 @@
 """Faults with real processes (issue 10): ztgate killed with SIGKILL mid-traffic and restarted
 with its manager down, ztmanager pushing revisions faster than 1000 a minute under traffic, the
-whole ztgate stopped (SIGSTOP) and continued, and the appliance's wall clock stepped forward and
-back (libfaketime). Each time the appliance keeps enforcing, recovers on its own, and its
+whole ztgate stopped (SIGSTOP) and continued, its control thread alone stopped (ptrace) across
+the expiry of its keys, and the appliance's wall clock stepped forward and back (libfaketime). Each time the appliance keeps enforcing, recovers on its own, and its
 counters add up.
 
 Traffic: a sender paces a cycle of frames (TCP SYNs — a SYN repeated in its flow is a
@@ -306,6 +306,96 @@ def test_sigstop_and_sigcont_stall_nothing_for_good_and_the_counters_add_up(lab,
     assert port_a["rx_packets"] == port_a["hw"]["ipackets"] == s["received"], port_a
 
 
+# --- the control thread alone stalled (ptrace) ----------------------------------------------------
+
+class ThreadStall:
+    """Stops one thread of a process, the others running on: ptrace(PTRACE_SEIZE) attaches to that
+    thread only and PTRACE_INTERRUPT stops it (no group stop, unlike SIGSTOP); PTRACE_DETACH lets it
+    go. ztgate's main thread is its control loop (expiry checks, re-keying, clock following, stats);
+    the workers, the manager sync and the admin socket have threads of their own."""
+    SEIZE, INTERRUPT, DETACH = 0x4206, 0x4207, 17
+
+    def __init__(self, tid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.tid = tid
+        assert self.libc.ptrace(self.SEIZE, tid, None, None) == 0, f"PTRACE_SEIZE: errno {ctypes.get_errno()}"
+        assert self.libc.ptrace(self.INTERRUPT, tid, None, None) == 0, f"PTRACE_INTERRUPT: errno {ctypes.get_errno()}"
+        _, status = os.waitpid(tid, 0x40000000)  # __WALL: the interrupt stop
+        assert os.WIFSTOPPED(status), status
+        state = Path(f"/proc/{tid}/status").read_text()
+        assert re.search(r"State:\s+t", state), state  # tracing stop: this thread only
+
+    def release(self):
+        assert self.libc.ptrace(self.DETACH, self.tid, None, None) == 0
+
+
+def test_a_stalled_control_thread_stalls_no_worker_and_expiry_still_fails_closed(lab, veth, tmp_path):
+    """ztgate's control thread alone is stopped (ptrace) with the manager gone, across the moment
+    its keys run out. The workers go on forwarding the flows they have, and fail closed at the
+    expiry by themselves (the snapshot carries it): new flows are refused as policy_expired while
+    the thread that would mark the snapshot expired is still stopped. Released, it catches up."""
+    epochs = ["--epoch-seconds", "3", "--epoch-grace-ms", "200", "--tag-window-ms", "200"]
+    lab.start_manager(extra=epochs)
+    out, stats, sock = tmp_path / "out.pcap", tmp_path / "gw.json", tmp_path / "admin.sock"
+    gw = lab.spawn([ZTGATE, *gate_args(tmp_path, veth, out, stats), "--admin-socket", str(sock),
+                    *lab.manager_args("gw1")], tmp_path / "gw1.log")
+    gw.wait_log(r"ztgate: applied revision 1 from the manager")
+    ztctl = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
+
+    def counters():
+        r = subprocess.run([ztctl, "show", "drops", "--json", "--socket", str(sock)], capture_output=True,
+                           text=True, timeout=15)
+        assert r.returncode == 0, r.stderr
+        drops = json.loads(r.stdout)["by_reason"]
+        r = subprocess.run([ztctl, "show", "interfaces", "--json", "--socket", str(sock)], capture_output=True,
+                           text=True, timeout=15)
+        assert r.returncode == 0, r.stderr
+        ifs = json.loads(r.stdout)["interfaces"]
+        return drops, ifs[0]["rx_packets"], ifs[1]["tx_packets"]
+
+    # Established traffic first: 16 allowed flows (SYNs repeated in their flows, rule 410).
+    allowed = syns(5201, 16, 40000)
+    traffic = Traffic(tmp_path, veth, allowed, pps=1000)
+    try:
+        time.sleep(0.5)
+        assert lab.manager.stop() == 0, lab.manager.log()
+        expiry = int(re.findall(r"keys expire at unix (\d+)", gw.log())[-1])
+        assert expiry - time.time() > 0.3, "the keys expire too soon to stall before them"
+        stall = ThreadStall(gw.p.pid)  # the main thread's id is the process id
+        try:
+            before, rx_before, tx_before = counters()
+            assert "policy_expired" not in before, before
+            # New flows, one SYN each, from now on: allowed by rule 410 until the expiry.
+            (tmp_path / "fresh").mkdir()
+            fresh = Traffic(tmp_path / "fresh", veth, syns(5201, 3000, 50000), pps=300)
+            wait_for(lambda: time.time() > expiry + 1.0, 15, "the keys' expiry to pass")
+            during, rx_during, tx_during = counters()
+            fresh.stop()
+            assert re.search(r"State:\s+t", Path(f"/proc/{gw.p.pid}/status").read_text())  # still stopped
+            # The workers ran: they received and forwarded while the control thread was stopped...
+            assert rx_during > rx_before and tx_during > tx_before, (rx_before, rx_during, tx_before, tx_during)
+            # ... and refused new flows at the expiry by themselves.
+            assert during.get("policy_expired", 0) > 0, during
+            assert "revision 1 expired" not in gw.log(), gw.log()  # the control thread has said nothing yet
+        finally:
+            stall.release()
+        # Released: the control loop marks the revision expired and says so.
+        gw.wait_log(r"ztgate: revision 1 expired \(keys expiry", timeout=10)
+        time.sleep(0.3)
+    finally:
+        traffic.stop()
+    assert gw.stop() == 0, gw.log()
+    st = stats_of(stats)
+    assert set(st["drops"]) == {"policy_expired"}, st["drops"]
+    assert st["drops"]["policy_expired"] >= during["policy_expired"]
+    # Every frame forwarded belongs to a flow admitted before the expiry: the 16 established
+    # ones, and fresh ones whose SYN came before it.
+    left = read_frames(out)
+    assert left and set(allowed) <= set(left)
+
+
 # --- clock jumps (libfaketime) ----------------------------------------------------------------
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
@@ -334,7 +424,9 @@ def test_clock_jumps_forward_and_back_neither_admit_stale_tags_nor_stop_fresh_on
     accepted tags are sent through every step; none passes. A step back holds tag verification
     at the newest time it accepted a tag at: tags of the clock that stepped back 2.5 s are
     refused for 2.5 s - W (1 s), and no longer."""
-    epoch = 900
+    # A one-day key epoch: the +-30 s steps stay inside one epoch, and the waits below (up to
+    # 100 s with 900 s epochs, in 11 % of the runs) happen only within a minute of midnight UTC.
+    epoch = 86400
     master = write_master(tmp_path)
     clear_of_epoch_end(epoch, 60)
     while time.time() % epoch < 40:  # -30 s must not step back into the previous epoch

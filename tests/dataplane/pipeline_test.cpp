@@ -332,6 +332,21 @@ TEST_F(PipelineTest, RevokingTheRuleCutsTheEstablishedFlowOnItsNextPacket) {
   EXPECT_EQ(run({udp(A1, B5, 1000, 53)}, v2.get()).size(), 1u);
 }
 
+TEST_F(PipelineTest, ASnapshotPastItsExpiryRefusesNewFlowsByItselfAndKeepsEstablishedOnes) {
+  // The worker compares the snapshot's expiry with its burst clock: no control thread has to
+  // mark it expired for new flows to fail closed on time.
+  auto s = std::make_shared<dp::Snapshot>(*snapshot(compile(kPolicy, 1)));
+  s->expires_ns = kNow + 1'000'000;
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN)}, s.get(), 0, kNow).size(), 1u);
+  ASSERT_EQ(run({tcp(B5, A1, 8080, 40000, SYN | ACK)}, s.get(), 1, kNow + 999'999).size(), 1u);
+  EXPECT_TRUE(run({tcp(A1, B5, 40001, 8080, SYN)}, s.get(), 0, kNow + 1'000'000).empty());
+  EXPECT_EQ(drops(DropReason::policy_expired), 1u);
+  const auto ack = tcp(A1, B5, 40000, 8080, ACK);
+  EXPECT_EQ(run({ack}, s.get(), 0, kNow + 2'000'000), std::vector<Bytes>{ack});
+  EXPECT_EQ(c.new_flows.get(), 1u);
+  EXPECT_EQ(c.dropped_total(), 1u);
+}
+
 TEST_F(PipelineTest, AnAuditSegmentForwardsWhatItWouldDenyAndCountsIt) {
   auto snap = snapshot(compile(kPolicy, 1));
   const auto syn = tcp(A1, R5, 40000, 9999, SYN);

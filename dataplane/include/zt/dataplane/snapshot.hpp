@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -24,6 +25,10 @@ struct Snapshot {
   // The policy's bundle or keys expired without a newer update (manager unreachable): flows
   // admitted before keep following their state, every new flow is refused (policy_expired).
   bool expired = false;
+  // When it expires (unix ns; max: never): the workers compare it with their burst clock, so a
+  // bundle or keys running out fail closed on time even while the control thread that marks the
+  // snapshot `expired` is stalled (tests/component/test_resilience.py).
+  std::int64_t expires_ns = INT64_MAX;
   // Volumetric limits for this snapshot (Control::publish attaches the current ones when null;
   // null at the worker: no volumetric filtering, no flow logs).
   std::shared_ptr<const VolumetricPlan> volumetric;
