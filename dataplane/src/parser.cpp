@@ -126,6 +126,19 @@ void copy_addr(IpAddr& dst, const std::uint8_t* src, std::size_t n) noexcept {
   std::memcpy(dst.b.data(), src, n);
 }
 
+// What an accepted IPv4 header at `off` fills, in the full parser and the fast path alike.
+[[gnu::always_inline]] inline void fill_ipv4(IpLayer& l, const std::uint8_t* p, std::uint32_t off, std::uint32_t hdr_len,
+                      std::uint32_t total) noexcept {
+  l.version = 4;
+  l.l3_off = static_cast<std::uint16_t>(off);
+  l.l4_off = static_cast<std::uint16_t>(off + hdr_len);
+  l.l4_len = total - hdr_len;
+  l.ttl = p[8];
+  l.proto = p[9];
+  copy_addr(l.src, p + 12, 4);
+  copy_addr(l.dst, p + 16, 4);
+}
+
 // An IPv4 header at `off` in a region ending at `end`. `exact`: the datagram must fill the region
 // (an encapsulated packet); otherwise bytes after it are Ethernet padding and allowed.
 DropReason parse_ipv4(const Reader& r, std::uint32_t off, std::uint32_t end, bool exact,
@@ -150,14 +163,7 @@ DropReason parse_ipv4(const Reader& r, std::uint32_t off, std::uint32_t end, boo
     l.ipv4_options = true;
   }
 
-  l.version = 4;
-  l.l3_off = static_cast<std::uint16_t>(off);
-  l.l4_off = static_cast<std::uint16_t>(off + ihl);
-  l.l4_len = total - ihl;
-  l.ttl = p[8];
-  l.proto = p[9];
-  copy_addr(l.src, p + 12, 4);
-  copy_addr(l.dst, p + 16, 4);
+  fill_ipv4(l, p, off, ihl, total);
 
   const std::uint16_t frag_field = load16(p + 6);
   if ((frag_field & 0x8000) != 0) return DropReason::ipv4_reserved_flag;
@@ -443,14 +449,7 @@ inline bool ipv4_checksum20_ok(const std::uint8_t* p) noexcept {
     // Not a fragment, reserved flag clear (DF may be set); TTL 0 goes to the full parser.
     if ((load16(p + 6) & 0xBFFFu) != 0 || p[8] == 0) return false;
     if (!ipv4_checksum20_ok(p)) return false;
-    l.version = 4;
-    l.l3_off = static_cast<std::uint16_t>(off);
-    l.l4_off = static_cast<std::uint16_t>(off + kIpv4HdrLen);
-    l.l4_len = total - kIpv4HdrLen;
-    l.ttl = p[8];
-    l.proto = p[9];
-    copy_addr(l.src, p + 12, 4);
-    copy_addr(l.dst, p + 16, 4);
+    fill_ipv4(l, p, off, kIpv4HdrLen, total);
   } else {
     if (!fits(off, kIpv6HdrLen, end, win) || (p[0] >> 4) != 6) return false;
     const std::uint32_t plen = load16(p + 4);

@@ -254,6 +254,21 @@ def test_refuses_to_start_without_any_key_source_or_with_a_reserved_identity(tmp
 MAC_C, MAC_D = "02:7a:00:00:77:01", "02:7a:00:00:77:02"
 
 
+def wait_close_settled(client_ns, server_ns, server_ip, timeout=5):
+    """Waits until the TCP connections between client_ns and server_ip have closed through the
+    agent: the client's sockets are all in TIME-WAIT and the server has none waiting for the last
+    ACK. Stopping the agent earlier removes its TUN route, so a retransmitted FIN would be ACKed
+    untagged by the default route and ztgate would rightly drop that ACK (tag_missing)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        c = nsx(client_ns, "ss", "-tnH", "dst", server_ip, check=False).stdout.split("\n")
+        s = nsx(server_ns, "ss", "-tnH", "src", server_ip, check=False).stdout.split("\n")
+        if all(not line.strip() or line.split()[0] == "TIME-WAIT" for line in c) and \
+                not any(line.strip() and line.split()[0] in ("LAST-ACK", "CLOSING", "FIN-WAIT-1") for line in s):
+            return
+        time.sleep(0.05)
+
+
 def tcp_exchange(ns, dst, port, payload, timeout):
     code = ("import socket,sys\n"
             f"s=socket.create_connection(('{dst}',{port}),timeout={timeout})\n"
@@ -318,6 +333,7 @@ def test_web_a_reaches_zone_b_through_ztgate_in_strip_mode(net, tmp_path, master
     tagged = tcp_exchange("zt-agt-c", "10.10.0.2", 5201, payload, 5)
     assert tagged.returncode == 0, tagged.stderr
     assert tagged.stdout == "zone-b got " + payload
+    wait_close_settled("zt-agt-c", "zt-agt-d", "10.10.0.2")
     stop(agent, a_log)
     gate.send_signal(signal.SIGINT)
     assert gate.wait(timeout=20) == 0, gate_log.read_text()
@@ -439,15 +455,8 @@ def test_manager_keys_enrol_and_roll_over_an_epoch_through_ztgate(net, tmp_path)
             "print('ok')\n")
     r = nsx("zt-agt-c", "/usr/bin/python3", "-c", code, check=False)
     assert r.stdout.strip() == "ok", r.stderr
-    # The connection's close completes through the agent before it stops: once the agent and
-    # its TUN route are gone, a late ACK of the server's FIN would leave untagged by the default
-    # route and ztgate would rightly drop it (tag_missing) — not the exchange under test.
-    end = time.time() + 5
-    while time.time() < end:
-        ss = nsx("zt-agt-c", "ss", "-tnH", "dst", "10.10.0.2", check=False).stdout.split("\n")
-        if all(not line.strip() or line.split()[0] == "TIME-WAIT" for line in ss):
-            break
-        time.sleep(0.05)
+    # The connection's close completes through the agent before it stops (tag_missing otherwise).
+    wait_close_settled("zt-agt-c", "zt-agt-d", "10.10.0.2")
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=10) == 0, alog.read_text()
     gate.send_signal(signal.SIGINT)

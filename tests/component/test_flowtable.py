@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ztgate_harness import ZTGATE, clear_of_epoch_end, read_frames, run_ztgen, write_master, write_pcap
+from ztgate_harness import ZTGATE, clear_of_epoch_end, read_frames, run_ztgen, write_master, write_pcap, veth_pair
 
 A, B, LEGACY = "10.10.0.1", "10.10.0.2", "10.20.0.1"
 ZTCTL = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
@@ -169,15 +169,8 @@ IF_OUT, IF_IN = "zthf0", "zthf1"
 
 @pytest.fixture
 def veth():
-    subprocess.run(["ip", "link", "del", IF_OUT], capture_output=True)
-    subprocess.run(["ip", "link", "add", IF_OUT, "type", "veth", "peer", "name", IF_IN], check=True)
-    for i in (IF_OUT, IF_IN):
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{i}.disable_ipv6=1"], check=True)
-        subprocess.run(["ip", "link", "set", i, "up"], check=True)
-        subprocess.run(["ethtool", "-K", i, "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"],
-                       capture_output=True)
-    yield
-    subprocess.run(["ip", "link", "del", IF_OUT], capture_output=True)
+    with veth_pair(IF_OUT, IF_IN):
+        yield
 
 
 def ztctl(sock, *args):

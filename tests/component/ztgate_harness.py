@@ -3,6 +3,7 @@
 Shared by the component tests: build frames with Scapy, write them as the capture a port
 receives, run ztgate until it has been idle, then compare the captures it wrote and the
 counters it reported (--stats-file)."""
+import contextlib
 import json
 import struct
 import os
@@ -95,6 +96,23 @@ def clear_of_epoch_end(epoch_s: int, margin_s: float = 15):
     they were written for (waits at most `margin_s`, in margin_s / epoch_s of the runs)."""
     while time.time() % epoch_s > epoch_s - margin_s:
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def veth_pair(out_if: str, in_if: str):
+    """A veth pair in the root namespace with no addresses: IPv6 off (no frames of the kernel's
+    own, e.g. router solicitations), offloads off (AF_PACKET sees frames as sent). Removed after."""
+    subprocess.run(["ip", "link", "del", out_if], capture_output=True)
+    subprocess.run(["ip", "link", "add", out_if, "type", "veth", "peer", "name", in_if], check=True)
+    try:
+        for i in (out_if, in_if):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{i}.disable_ipv6=1"], check=True)
+            subprocess.run(["ip", "link", "set", i, "up"], check=True)
+            subprocess.run(["ethtool", "-K", i, "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"],
+                           capture_output=True)
+        yield
+    finally:
+        subprocess.run(["ip", "link", "del", out_if], capture_output=True)
 
 
 def run_ztgen(tmp: Path, name: str, args) -> list:
