@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ztgate_harness import ZTGATE, clear_of_epoch_end, run_ztgate, run_ztgen, write_master, write_pcap, veth_pair
+from ztgate_harness import ZTGATE, clear_of_epoch_end, run_ztgate, run_ztgen, write_master, write_pcap
 
 A, B = "10.10.0.1", "10.10.0.2"
 ZTCTL = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
@@ -131,13 +131,44 @@ def test_bad_volumetric_options_are_refused_by_name(tmp_path):
 
 # ---- blocklist expiry, with time passing: ztgate on a veth pair, Scapy sending twice ----------
 
-IF_OUT, IF_IN = "zthv0", "zthv1"
+IF_OUT, IF_IN, NS = "zthv0", "zthv1", "zthv-ns"
+SENDER = """
+import socket, sys
+from scapy.utils import RawPcapReader
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for data, _ in RawPcapReader(sys.argv[2]):
+    s.send(bytes(data))
+"""
 
 
 @pytest.fixture
 def veth():
-    with veth_pair(IF_OUT, IF_IN):
+    """Both ends of the veth in a network namespace of the test's own, IPv6 off: nothing but the
+    test's frames can reach ztgate's port (two frames of unknown origin reached a root-namespace
+    veth in two CI runs under ASan, with other tests running beside this one)."""
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    try:
+        for k in ("all", "default"):
+            subprocess.run(["ip", "netns", "exec", NS, "sysctl", "-qw", f"net.ipv6.conf.{k}.disable_ipv6=1"],
+                           check=True)
+        subprocess.run(["ip", "-n", NS, "link", "add", IF_OUT, "type", "veth", "peer", "name", IF_IN], check=True)
+        for i in (IF_OUT, IF_IN):
+            subprocess.run(["ip", "netns", "exec", NS, "ethtool", "-K", i, "tso", "off", "gso", "off", "gro", "off",
+                            "tx", "off", "rx", "off"], capture_output=True)
+            subprocess.run(["ip", "-n", NS, "link", "set", i, "up"], check=True)
         yield
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+def send_in_ns(tmp: Path, frames):
+    """Sends `frames` out of IF_OUT from inside NS (a raw AF_PACKET socket), in order."""
+    cap = tmp / "send.pcap"
+    write_pcap(cap, frames)
+    subprocess.run(["ip", "netns", "exec", NS, "/usr/bin/python3", "-c", SENDER, IF_OUT, str(cap)], check=True,
+                   timeout=30)
 
 
 def drops_now(sock):
@@ -166,14 +197,25 @@ def settle(sock, total, deadline_s=5.0):
 
 
 def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth):
-    from scapy.all import IP, UDP, Ether, sendp
+    from scapy.all import IP, UDP, Ether
     empty, out_b, stats = tmp_path / "empty.pcap", tmp_path / "out_b.pcap", tmp_path / "stats.json"
     sock = tmp_path / "admin.sock"
     write_pcap(empty, [])
     pol = tmp_path / "policy"
     pol.mkdir()
     (pol / "policy.yaml").write_text(POLICY)
-    cmd = [ZTGATE, "--port-a", f"net_af_packet0,iface={IF_IN}", "--port-b",
+    # Everything ztgate's port sees, to name any frame that is not the test's when a count is off.
+    cap = tmp_path / "port_a.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", NS, "tcpdump", "-i", IF_IN, "-U", "-n", "-w", str(cap)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert "listening on" in dump.stderr.readline()
+
+    def foreign():
+        r = subprocess.run(["tcpdump", "-r", str(cap), "-n", "-e", "not (udp dst port 9091 and src net 10.88.0.0/24)"],
+                           capture_output=True, text=True)
+        return "frames not the test's seen on the port: " + (r.stdout.strip() or "none")
+
+    cmd = ["ip", "netns", "exec", NS, ZTGATE, "--port-a", f"net_af_packet0,iface={IF_IN}", "--port-b",
            f"net_pcap1,rx_pcap={empty},tx_pcap={out_b}", "--hugepages", "off", "--memory", "128",
            "--mbufs", "4096", "--eal-log-level", "error", "--flows", "4096", "--replay-pps", "100000",
            "--policy", str(pol), "--stats-file", str(stats), "--file-prefix", "zthv", "--admin-socket", str(sock),
@@ -187,23 +229,23 @@ def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth)
             if "ztgate: forwarding" in line:
                 break
         time.sleep(0.2)
-        flood = [Ether() / IP(src=f"10.88.0.{i % 200 + 1}", dst=B) / UDP(sport=1000 + i, dport=9091)
-                 for i in range(200)]
+        flood = [Ether(src="02:00:00:00:88:01", dst="02:00:00:00:88:02") / IP(src=f"10.88.0.{i % 200 + 1}", dst=B) /
+                 UDP(sport=1000 + i, dport=9091) for i in range(200)]
         # 1. 200 frames from 10.88.0.0/24: the sketch's window (500 ms, tumbling) lets 50 through to
         #    the policy (denied), then the /24 is listed and the rest is blocklisted. When the send
         #    straddles a window boundary the count starts again in the new window: up to 50 more are
         #    judged by the policy before the listing (at most 2 windows: the send takes < 500 ms).
-        sendp(flood, iface=IF_OUT, verbose=False)
+        send_in_ns(tmp_path, flood)
         d1 = settle(sock, 200)
         denied1 = d1.get("policy_default_deny", 0)
-        assert set(d1) <= {"policy_default_deny", "blocklisted"}, d1
-        assert 50 <= denied1 <= 100 and denied1 + d1.get("blocklisted", 0) == 200, d1
+        assert set(d1) <= {"policy_default_deny", "blocklisted"}, (d1, foreign())
+        assert 50 <= denied1 <= 100 and denied1 + d1.get("blocklisted", 0) == 200, (d1, foreign())
         listed = blocklist_now(sock)
         assert [(e["prefix"], e["reason"]) for e in listed] == [("10.88.0.0/24", "heavy_hitter")], listed
         # 2. Still listed: every one of 20 more is blocklisted, none reaches the policy.
-        sendp(flood[:20], iface=IF_OUT, verbose=False)
+        send_in_ns(tmp_path, flood[:20])
         d2 = settle(sock, 220)
-        assert d2 == {"policy_default_deny": denied1, "blocklisted": 220 - denied1}, d2
+        assert d2 == {"policy_default_deny": denied1, "blocklisted": 220 - denied1}, (d2, foreign())
         # 3. The entry (1.5 s) expires and the window rolls over: the source is judged by the policy
         #    again, 30 (< 50 a window) all denied, none blocklisted.
         end = time.time() + 4
@@ -211,16 +253,18 @@ def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth)
             time.sleep(0.1)
         assert blocklist_now(sock) == [], "the blocklist entry did not expire within 4 s of 1.5 s"
         time.sleep(0.6)  # a new sketch window
-        sendp(flood[:30], iface=IF_OUT, verbose=False)
+        send_in_ns(tmp_path, flood[:30])
         d3 = settle(sock, 250)
-        assert d3 == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}, d3
+        assert d3 == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}, (d3, foreign())
     finally:
         gw.send_signal(signal.SIGTERM)
         out, err = gw.communicate(timeout=20)
+        dump.terminate()
+        dump.wait(timeout=10)
     assert gw.returncode == 0, err
     st = json.loads(stats.read_text())
     # Nothing else crossed the veth: the final counters are exactly the three phases'.
-    assert st["drops"] == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}
+    assert st["drops"] == {"policy_default_deny": denied1 + 30, "blocklisted": 220 - denied1}, foreign()
     assert st["received"] == st["dropped"] == 250 and st["forwarded"] == 0
     assert st["volumetric"]["blocklist_added"] == 1
 
