@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ztgate_harness import ZTGATE, clear_of_epoch_end, read_frames, run_ztgen, write_master, write_pcap, veth_pair
+from ztgate_harness import (ZTGATE, clear_of_epoch_end, read_frames, run_ztgen, write_master, write_pcap,
+                            veth_pair, wait_forwarding)
 
 A, B, LEGACY = "10.10.0.1", "10.10.0.2", "10.20.0.1"
 ZTCTL = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
@@ -228,12 +229,7 @@ def test_a_worker_that_is_never_idle_recovers_after_clear_flows_and_after_flows_
         return tagged(tmp_path, master, name, identity, flows, sport, per_flow, proto, ahead_ms=0)
 
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:  # EAL and ports up
-            line = gw.stderr.readline()
-            assert line, "ztgate exited before forwarding"
-            if "ztgate: forwarding" in line:
-                break
+        wait_forwarding(gw)
         while not sock.exists():
             time.sleep(0.05)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ztgate_harness import ZTGATE, clear_of_epoch_end, run_ztgate, run_ztgen, write_master, write_pcap
+from ztgate_harness import (ZTGATE, clear_of_epoch_end, run_ztgate, run_ztgen, wait_forwarding,
+                            write_master, write_pcap)
 
 A, B = "10.10.0.1", "10.10.0.2"
 ZTCTL = os.environ.get("ZTCTL", str(Path(ZTGATE).resolve().parent / "src" / "ztctl" / "ztctl"))
@@ -222,12 +223,7 @@ def test_blocklist_entries_expire_and_the_source_is_judged_again(tmp_path, veth)
            "--vol-block-pps", "100", "--vol-block-ms", "1500", "--vol-window-ms", "500"]  # 50 a window
     gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:  # EAL and ports up
-            line = gw.stderr.readline()
-            assert line, "ztgate exited before forwarding"
-            if "ztgate: forwarding" in line:
-                break
+        wait_forwarding(gw)
         time.sleep(0.2)
         flood = [Ether(src="02:00:00:00:88:01", dst="02:00:00:00:88:02") / IP(src=f"10.88.0.{i % 200 + 1}", dst=B) /
                  UDP(sport=1000 + i, dport=9091) for i in range(200)]

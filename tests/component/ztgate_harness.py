@@ -98,6 +98,18 @@ def clear_of_epoch_end(epoch_s: int, margin_s: float = 15):
         time.sleep(0.5)
 
 
+def wait_forwarding(proc, timeout=20):
+    """Reads a ztgate started with stderr=PIPE (text) until it logs that it forwards (EAL and
+    ports up)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        assert line, "ztgate exited before forwarding"
+        if "ztgate: forwarding" in line:
+            return
+    raise AssertionError(f"ztgate did not start forwarding within {timeout} s")
+
+
 @contextlib.contextmanager
 def veth_pair(out_if: str, in_if: str):
     """A veth pair in the root namespace with no addresses: IPv6 off (no frames of the kernel's
