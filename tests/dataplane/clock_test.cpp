@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "../crypto/fixtures.hpp"
@@ -97,28 +98,44 @@ TEST(WorkerClock, TakesAPublishedAnchorAtItsNextRefreshAndKeepsItsOwnUntilThen) 
 }
 
 TEST(WorkerClock, NeverSeesHalfAnAnchorWhileTheControlSidePublishes) {
-  // Every anchor published is (n, 3n): a torn read would show another ratio.
+  // Every anchor published is (n, 3n): a torn read would show another ratio. The writer keeps
+  // publishing until the reader has read at least kReads anchors while it was writing (a fixed
+  // number of publishes could end before the reader thread was even scheduled: seen in a CI run
+  // under ASan on 2 loaded vCPUs, 0 reads); a deadline bounds it if the reader never gets through.
+  constexpr std::uint64_t kReads = 2000;
   dp::ClockAnchorCell cell;
   cell.publish({1, 3});
   std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::int64_t last = 0;
   std::thread writer([&] {
-    for (std::int64_t n = 2; n < 200'000; ++n) cell.publish({n, static_cast<std::uint64_t>(3 * n)});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::int64_t n = 2;
+    for (;; ++n) {
+      cell.publish({n, static_cast<std::uint64_t>(3 * n)});
+      if ((n & 1023) == 0 && n >= 200'000 &&
+          (reads.load(std::memory_order_relaxed) >= kReads ||
+           std::chrono::steady_clock::now() > deadline))
+        break;
+    }
+    last = n;
     done = true;
   });
-  std::uint64_t reads = 0, torn = 0;
+  std::uint64_t torn = 0;
   std::uint32_t seq = 0;
   ClockAnchor a;
   while (!done.load()) {
     if (cell.try_read(a, seq)) {
-      ++reads;
+      reads.fetch_add(1, std::memory_order_relaxed);
       torn += a.base_tsc != static_cast<std::uint64_t>(3 * a.base_ns);
     }
   }
   writer.join();
   EXPECT_EQ(torn, 0u);
   ASSERT_TRUE(cell.try_read(a, seq));
-  EXPECT_EQ(a.base_ns, 199'999);
-  EXPECT_GT(reads, 0u);
+  EXPECT_EQ(a.base_ns, last);
+  EXPECT_GE(reads.load(), kReads) << "the reader read too few anchors while the writer published "
+                                  << last << " in 20 s";
 }
 
 // --- what a step does to tag verdicts ------------------------------------------------------------
