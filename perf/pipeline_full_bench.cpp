@@ -535,14 +535,28 @@ void latency_runs(Bench& b, std::vector<LatencyRow>& out, const std::string& nam
   }
 }
 
+// The replay filter is a Bloom filter: a fresh tag is taken for a replay with a probability its
+// sizing bounds (sized for 1e-4 at 15 Mpps; ≈ 1e-8 per tag at this benchmark's rate, ≈ 0.07 per
+// full run, which failed about one full run in 10-20 while this check was exact). In a scenario
+// that must forward everything of established flows, up to kFalseReplays `tag_replayed` drops are
+// reported as false drops instead of failing the run; more is a fault and fails it.
+constexpr std::uint64_t kFalseReplays = 2;
+
 bool check(const char* what, const Totals& a, const Totals& z, std::uint64_t pkts,
            std::uint64_t tx, std::uint64_t new_flows, std::uint64_t macs, DropReason reason) {
   std::uint64_t drops = z.drops - a.drops;
   std::uint64_t want_drops = pkts - tx;
   const auto r = static_cast<std::size_t>(reason);
-  bool ok = z.rx - a.rx == pkts && z.tx - a.tx == tx && drops == want_drops &&
+  const auto rp = static_cast<std::size_t>(DropReason::tag_replayed);
+  std::uint64_t false_replays = 0;
+  if (want_drops == 0 && new_flows == 0 && macs == pkts && z.by_reason[rp] - a.by_reason[rp] <= kFalseReplays)
+    false_replays = z.by_reason[rp] - a.by_reason[rp];
+  bool ok = z.rx - a.rx == pkts && z.tx - a.tx + false_replays == tx && drops == want_drops + false_replays &&
             z.new_flows - a.new_flows == new_flows && z.macs - a.macs == macs &&
             (want_drops == 0 || z.by_reason[r] - a.by_reason[r] == want_drops);
+  if (ok && false_replays != 0)
+    fmt::print(stderr, "pipeline_full_bench: {}: {} of {} fresh tags taken for replays (Bloom false drops, "
+               "allowed up to {})\n", what, false_replays, pkts, kFalseReplays);
   if (!ok) {
     fmt::print(stderr,
                "pipeline_full_bench: {}: WRONG PATH: rx {} (want {}), tx {} (want {}), drops {} "
