@@ -391,9 +391,7 @@ int main(int argc, char** argv) {
     auto j = nlohmann::json::parse(stats_json, nullptr, false);
     if (!j.is_discarded() && j.is_object()) {
       // How the workers' clock followed the wall clock (dataplane/README.md "Clock").
-      const auto ck = runtime.clock_status();
-      j["clock"] = {{"checks", ck.checks}, {"adjustments", ck.adjustments}, {"steps", ck.steps},
-                    {"last_step_ns", ck.last_step_ns}, {"last_step_unix_ns", ck.last_step_unix_ns}};
+      j["clock"] = zt::admin::clock_status_json(runtime.clock_status());
       // The control plane's state beside the counters: enforced revision, last ACK/NACK, fail-closed.
       if (manager) j["control_plane"] = nlohmann::json::parse(manager->status_json());
       stats_json = j.dump(2);

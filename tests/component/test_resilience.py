@@ -16,6 +16,7 @@ test_manager.py's Lab (ztmanager and state directories on 127.0.0.1). Needs root
 import json
 import os
 import re
+import urllib.request
 import shutil
 import signal
 import struct
@@ -445,9 +446,10 @@ def test_clock_jumps_forward_and_back_neither_admit_stale_tags_nor_stop_fresh_on
            "--port-a", f"net_pcap0,rx_iface={veth[1]},tx_pcap=/dev/null",
            "--port-b", f"net_pcap1,rx_pcap={empty},tx_pcap={out}",
            "--hugepages", "off", "--memory", "128", "--mbufs", "4096", "--flows", "4096", "--replay-pps", "100000",
-           "--eal-log-level", "error", "-q", "--stats-file", str(stats)]
+           "--eal-log-level", "error", "-q", "--stats-file", str(stats), "--metrics-listen", "127.0.0.1:0"]
     log = tmp_path / "gw.log"
     gw = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    metrics = ""
     try:
         wait_for(lambda: "forwarding" in log.read_text(), 30, "ztgate forwarding", log.read_text)
         # t0 on a whole second: the replay filter's periods (W = 1 s) are whole seconds of
@@ -489,6 +491,10 @@ def test_clock_jumps_forward_and_back_neither_admit_stale_tags_nor_stop_fresh_on
         assert sender.wait(timeout=30) == 0
         time.sleep(0.5)
         assert gw.poll() is None, log.read_text()
+        port = re.search(r"Prometheus metrics on \S+ \(port (\d+)\)", log.read_text())
+        assert port, log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
     finally:
         if gw.poll() is None:
             gw.send_signal(signal.SIGTERM)
@@ -521,6 +527,10 @@ def test_clock_jumps_forward_and_back_neither_admit_stale_tags_nor_stop_fresh_on
     assert s["forwarded"] == len(left) and s["received"] == len(plan), s
     assert s["clock"]["steps"] == 5, s["clock"]
     assert abs(s["clock"]["last_step_ns"] + 2.5e9) < 50e6, s["clock"]
+    # An operator's monitoring sees the same steps (Prometheus, scraped before the stop).
+    assert re.search(r"^ztgate_clock_steps_total 5$", metrics, re.M), metrics
+    step = re.search(r"^ztgate_clock_last_step_seconds (\S+)$", metrics, re.M)
+    assert step and abs(float(step.group(1)) + 2.5) < 0.05, metrics
     assert re.search(r"wall clock stepped back 2\.[45]\d\d s.*refused for up to 1\.[45]\d\d s", text), text
 
 

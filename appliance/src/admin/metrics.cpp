@@ -45,6 +45,18 @@ class CounterCollectable : public prometheus::Collectable {
                        MetricType::Gauge);
     add(exp, {}, snap && snap->expired ? 1 : 0);
 
+    // The workers' clock against the wall clock (dataplane/README.md "Clock"): a step is a jump
+    // of more than 20 ms either way (NTP step, operator `date`), an adjustment a smaller re-anchor.
+    const auto ck = rt_.clock_status();
+    add(family("ztgate_clock_steps_total", "times the wall clock stepped (> 20 ms) and the workers followed",
+               MetricType::Counter), {}, static_cast<double>(ck.steps));
+    add(family("ztgate_clock_adjustments_total", "re-anchors of the workers' clock within 20 ms (drift)",
+               MetricType::Counter), {}, static_cast<double>(ck.adjustments));
+    add(family("ztgate_clock_last_step_seconds", "size of the last wall-clock step, negative backwards (0: none)",
+               MetricType::Gauge), {}, static_cast<double>(ck.last_step_ns) / 1e9);
+    add(family("ztgate_clock_offset_seconds", "wall clock minus the workers' clock at the last check, before it acted",
+               MetricType::Gauge), {}, static_cast<double>(ck.offset_ns) / 1e9);
+
     const auto& names = rt_.port_names();
     auto& rxp = family("ztgate_rx_packets_total", "packets received, by port", MetricType::Counter);
     auto& rxb = family("ztgate_rx_bytes_total", "bytes received, by port", MetricType::Counter);

@@ -17,6 +17,11 @@
 
 namespace zt::admin {
 
+nlohmann::json clock_status_json(const dp::ClockStatus& c) {
+  return {{"checks", c.checks},       {"adjustments", c.adjustments},           {"steps", c.steps},
+          {"last_step_ns", c.last_step_ns}, {"last_step_unix_ns", c.last_step_unix_ns}, {"offset_ns", c.offset_ns}};
+}
+
 using nlohmann::json;
 
 namespace {
@@ -242,10 +247,7 @@ std::expected<json, std::string> Service::show_status(const Args&) {
   } else {
     j["manager"] = nullptr;
   }
-  const auto ck = rt_.clock_status();
-  j["clock"] = {{"steps", ck.steps}, {"last_step_ns", ck.last_step_ns},
-                {"last_step_unix_ns", ck.last_step_unix_ns}, {"adjustments", ck.adjustments},
-                {"offset_ns", ck.offset_ns}};
+  j["clock"] = clock_status_json(rt_.clock_status());
   j["stage_timing"] = stage_timing_;
   j["admin_socket"] = info_.admin_socket;
   j["metrics_listen"] = info_.metrics_listen;

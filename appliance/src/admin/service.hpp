@@ -29,6 +29,10 @@ struct Tunables;
 
 namespace zt::admin {
 
+// How the workers' clock followed the wall clock (dataplane/README.md "Clock"), as `show status`
+// and ztgate's --stats-file print it.
+nlohmann::json clock_status_json(const dp::ClockStatus& c);
+
 // Control-plane events of a ztgate without a manager (policy loads and reloads, re-keys), for
 // `show control-plane`. Any thread.
 class EventLog {
