@@ -378,6 +378,19 @@ def test_clear_flows_with_a_filter_then_clear_counters_are_audit_logged(gate):
         ("clear flows", {"port": "40001"}, "ok", 0), ("clear counters", {}, "ok", 0)]
 
 
+def test_a_key_with_a_newline_cannot_forge_an_audit_line(gate):
+    # The key is echoed in the error message, which the stderr audit line carries: a newline in
+    # it once started a second line reading as a forged record (found by the admin fuzz target).
+    forged = "x\nztgate: audit 2026-01-01T00:00:00Z user=root uid=0 pid=1 socket=admin command='commit' args={} result=ok"
+    before = gate.stderr().count("\n")
+    r = ztctl("set", forged, "1", socket_path=gate.sock)
+    assert r.returncode != 0 and "\\x0aztgate: audit" in r.stderr, r.stderr
+    new = gate.stderr().splitlines()[before:]
+    assert len([line for line in new if line.startswith("ztgate: audit")]) == 1, new
+    assert "command='set'" in new[-1] and "result=error" in new[-1], new
+    assert json.loads(gate.audit.read_text().splitlines()[-1])["result"] == "error"
+
+
 def test_a_read_only_user_cannot_set(gate):
     r = ztctl("set", "log.level", "debug", uid=NOBODY, socket_path=gate.sock)
     assert r.returncode == 4 and "permission denied" in r.stderr

@@ -83,6 +83,28 @@ json labels_json(const rules::Labels& l) {
 
 const char* kSides[dp::kMaxPorts] = {"zone A", "zone B"};
 
+// A message echoes what the client sent (an unknown verb, a bad argument); it goes to the
+// operator's terminal and into the audit line on stderr. Control characters (C0, DEL, C1) are
+// shown as escapes, so a request can neither forge a log line nor steer a terminal (found by
+// tests/fuzz admin). Requests are valid UTF-8 (proto3 strings), so a C1 is 0xC2 0x80-0x9F.
+std::string printable_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\x{:02x}", c);
+    } else if (c == 0xC2 && next >= 0x80 && next <= 0x9F) {
+      out += fmt::format("\\u{:04x}", next);
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -113,13 +135,13 @@ void AuditLog::record(const Peer& who, const Request& req, const std::string& re
   std::lock_guard lock(mu_);
   std::cerr << fmt::format("ztgate: audit {} user={} uid={} pid={} socket={} command='{}' args={} result={}{}\n",
                            iso_time(now), who.user, who.uid, who.pid, who.read_only ? "read-only" : "admin",
-                           req.command(), args.dump(), result, detail.empty() ? "" : " (" + detail + ")");
+                           req.command(), args.dump(-1, ' ', false, json::error_handler_t::replace), result, detail.empty() ? "" : " (" + detail + ")");
   if (file_.is_open()) {
     file_ << json{{"time", iso_time(now)}, {"unix", now},     {"user", who.user},
                   {"uid", who.uid},        {"pid", who.pid},  {"socket", who.read_only ? "read-only" : "admin"},
                   {"command", req.command()}, {"args", args}, {"result", result},
                   {"detail", detail}}
-                 .dump()
+                 .dump(-1, ' ', false, json::error_handler_t::replace)
           << "\n";
     file_.flush();
   }
@@ -171,8 +193,8 @@ Response Service::handle(const Request& req, const Peer& peer) {
   auto it = commands_.find(req.command());
   if (it == commands_.end()) {
     r.set_status(Response::UNKNOWN);
-    r.set_message(fmt::format("unknown command '{}' (this ztgate is version {}; see `ztctl --help`)", req.command(),
-                              info_.version));
+    r.set_message(fmt::format("unknown command '{}' (this ztgate is version {}; see `ztctl --help`)",
+                              printable_text(req.command()), info_.version));
     return r;
   }
   const bool mutating = it->second.mutating;
@@ -193,12 +215,14 @@ Response Service::handle(const Request& req, const Peer& peer) {
   }
   if (out) {
     r.set_status(Response::OK);
-    r.set_json(out->dump());
+    // Never throws: text that is not UTF-8 (none is known to reach an answer) is replaced, not
+    // left to kill the server thread outside the try above.
+    r.set_json(out->dump(-1, ' ', false, json::error_handler_t::replace));
   } else {
     r.set_status(Response::ERROR);
-    r.set_message(out.error());
+    r.set_message(printable_text(out.error()));
   }
-  if (mutating) audit_.record(peer, req, out ? "ok" : "error", out ? std::string() : out.error());
+  if (mutating) audit_.record(peer, req, out ? "ok" : "error", out ? std::string() : r.message());
   return r;
 }
 
