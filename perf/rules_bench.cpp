@@ -4,6 +4,10 @@
 //
 //   rules_bench [--quick] [--sizes 1000,10000,100000] [--runs 7] [--keys 1000000]
 //
+// Then, per scenario (untagged source to a denied destination, declared identity denied,
+// allowed), the cost of classify() key by key (the dataplane's call) and of classify_burst(),
+// with pipeline_full_bench's policy and with the synthetic ones.
+//
 // The rules are synthetic: each names one identity (or `any`) and one segment prefix (or
 // `any`), tcp or udp, a port, a range or all ports, allow or deny. rte_acl gets one rule per
 // policy rule with the priority our compiler assigned, so both must return the same rule id
@@ -307,6 +311,118 @@ void bench_classifier(std::size_t nrules, const Options& o, int serial) {
   if (mismatches) std::printf("  ERROR: classifiers disagree\n");
 }
 
+// ---- per-scenario cost of classify() (the dataplane's call, one key at a time) -----------------
+
+// The policy perf/pipeline_full_bench builds (its floods: udp/9999 into zone-b).
+const char* kPipelinePolicy = R"(
+identities:
+  - {id: 1001, name: web, labels: {app: web}}
+  - {id: 1002, name: client, labels: {app: client}}
+segments:
+  - {name: zone-a, prefixes: [10.1.0.0/16], labels: {zone: a}}
+  - {name: zone-b, prefixes: [10.2.0.0/16], labels: {zone: b}}
+rules:
+  - {id: 10, name: quic-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: udp, ports: [443], action: allow, payload: hdr}
+  - {id: 20, name: web-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: tcp, ports: [80, 443], action: allow}
+  - {id: 30, name: no-telnet, from: any, to: {segments: [zone-b]}, proto: tcp, ports: [23], action: deny}
+)";
+
+// Cycles per key of classify() called key by key, and of classify_burst(), over `keys` (a few
+// thousand distinct keys, cycled: a flood's working set), median of the runs.
+void time_scenario(const PolicySnapshot& snap, const char* name, const std::vector<FlowKey>& keys, const Options& o) {
+  if (keys.empty()) {
+    std::printf("  %-34s (no keys)\n", name);
+    return;
+  }
+  const std::size_t total = o.quick ? 1 << 14 : 1 << 20;
+  std::vector<double> one, burst;
+  std::uint64_t sink = 0;
+  Verdict vbuf[kMaxBurst];
+  for (int run = 0; run < o.runs; ++run) {
+    std::uint64_t c0 = rte_rdtsc_precise();
+    for (std::size_t i = 0, j = 0; i < total; ++i, j = j + 1 == keys.size() ? 0 : j + 1)
+      sink += snap.classify(keys[j]).rule_id;
+    std::uint64_t c1 = rte_rdtsc_precise();
+    for (std::size_t i = 0, j = 0; i < total; i += kMaxBurst) {
+      auto n = std::min(kMaxBurst, keys.size() - j);
+      snap.classify_burst({keys.data() + j, n}, {vbuf, n});
+      sink += vbuf[0].rule_id;
+      j = j + n == keys.size() ? 0 : j + n;
+    }
+    std::uint64_t c2 = rte_rdtsc_precise();
+    one.push_back(double(c1 - c0) / double(total));
+    burst.push_back(double(c2 - c1) / double(total));
+  }
+  if (sink == 42) std::printf(" ");
+  auto a = spread(one), b = spread(burst);
+  std::printf("  %-34s classify %6.1f (%5.1f-%5.1f)  classify_burst %6.1f (%5.1f-%5.1f) cycles/key, %zu keys\n", name,
+              a.median, a.min, a.max, b.median, b.min, b.max, keys.size());
+}
+
+// Three kinds of key, each checked against the verdict it must get: an untagged source
+// (unauthenticated) to a destination inside a segment, a declared identity denied there, and
+// an allowed key.
+void bench_scenarios(const char* title, const PolicySnapshot& snap, const std::vector<FlowKey>& untagged,
+                     const std::vector<FlowKey>& tagged_denied, const std::vector<FlowKey>& allowed, const Options& o) {
+  std::printf("scenarios, %s:\n", title);
+  auto check = [&](const std::vector<FlowKey>& keys, bool want_allow) {
+    for (auto& k : keys)
+      if ((snap.classify(k).disposition == Disposition::allow) != want_allow) {
+        std::printf("  ERROR: scenario key with the wrong verdict\n");
+        std::exit(1);
+      }
+  };
+  check(untagged, false), check(tagged_denied, false), check(allowed, true);
+  time_scenario(snap, "untagged -> denied dst", untagged, o);
+  time_scenario(snap, "tagged identity -> denied dst", tagged_denied, o);
+  time_scenario(snap, "tagged identity -> allowed dst", allowed, o);
+}
+
+void bench_pipeline_policy(const Options& o) {
+  auto policy = parse_policy({{"pipeline.yaml", kPipelinePolicy}});
+  auto snap = policy ? compile(*policy) : std::unexpected(policy.error());
+  if (!snap) {
+    std::printf("pipeline policy does not compile\n");
+    std::exit(1);
+  }
+  std::vector<FlowKey> untagged, denied, allowed;
+  for (std::uint32_t i = 0; i < 4096; ++i) {  // destinations as pipeline_full_bench's tuple_of
+    auto dst = IpAddress::v4(0x0a020000U | (((i * 2654435761U) >> 16) & 0xffff));
+    untagged.push_back({kUnauthenticated, dst, kProtoUdp, 9999});
+    denied.push_back({1001, dst, kProtoUdp, 9999});
+    allowed.push_back({1001, dst, kProtoUdp, 443});
+  }
+  bench_scenarios("pipeline_full_bench's policy (3 rules; udp/9999 and udp/443 into zone-b)", **snap, untagged, denied,
+                  allowed, o);
+}
+
+void bench_synthetic_scenarios(std::size_t nrules, const Options& o) {
+  std::mt19937 rng(static_cast<unsigned>(nrules));
+  auto syn = make_policy(nrules, rng);
+  auto policy = parse_policy({{"synthetic.yaml", syn.yaml}});
+  auto snap = policy ? compile(*policy) : std::unexpected(policy.error());
+  if (!snap) {
+    std::printf("synthetic policy does not compile\n");
+    std::exit(1);
+  }
+  const auto& s = **snap;
+  auto keys = make_keys(syn, *policy, 1 << 18, rng);
+  std::vector<FlowKey> untagged, denied, allowed;
+  for (auto k : keys) {
+    bool in_segment = s.segment_of(k.dst) != kNoSegment;
+    auto v = s.classify(k);
+    if (k.src != kUnauthenticated && v.disposition == Disposition::allow && allowed.size() < 4096) allowed.push_back(k);
+    if (k.src != kUnauthenticated && in_segment && v.disposition == Disposition::deny && denied.size() < 4096)
+      denied.push_back(k);
+    if (in_segment && untagged.size() < 4096) {
+      k.src = kUnauthenticated;
+      if (s.classify(k).disposition != Disposition::allow) untagged.push_back(k);
+    }
+  }
+  auto title = "rules_bench's synthetic policy, " + std::to_string(nrules) + " rules";
+  bench_scenarios(title.c_str(), s, untagged, denied, allowed, o);
+}
+
 void bench_l7(const Options& o) {
   std::mt19937 rng(5);
   std::string y = "identities: [{id: 1001, name: web}]\nrules:\n  - id: 1\n    from: any\n    to: any\n    proto: tcp\n"
@@ -391,6 +507,8 @@ int main(int argc, char** argv) {
   std::printf("TSC %.2f GHz\n", double(rte_get_tsc_hz()) / 1e9);
   int serial = 0;
   for (auto n : o.sizes) bench_classifier(n, o, serial++);
+  bench_pipeline_policy(o);
+  for (auto n : o.sizes) bench_synthetic_scenarios(n, o);
   bench_l7(o);
   rte_eal_cleanup();
   return 0;

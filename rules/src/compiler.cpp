@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <string_view>
@@ -299,6 +300,9 @@ class SnapshotBuilder {
       std::sort(b.begin(), b.end());
       s.leaves_[leaf].dst_a = dst_a_.intern(std::move(a));
       s.leaves_[leaf].dst_b = dst_b_.intern(std::move(b));
+      s.leaves_[leaf].reach = PolicySnapshot::kReachAnywhere |
+                              (s.leaves_[leaf].dst_b ? PolicySnapshot::kReachDeclared : 0) |
+                              PolicySnapshot::reach_bit_of_class(s.leaves_[leaf].dst_a);
     }
     src_a_of_.resize(nsrc_);
     src_c_of_.resize(nsrc_);
@@ -379,22 +383,31 @@ class SnapshotBuilder {
           std::to_string(kMaxCombos) + "; select with shared labels instead of many overlapping selectors"}});
     std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> combo;
     combo.reserve(combos);
+    src_a_reach_.assign(src_a_.sigs.size(), 0);
     for (std::uint32_t d = 1; d < dst_a_.sigs.size(); ++d)
       for (auto e : dst_a_.sigs[d]) {
         auto r = s.entries_[e].rule_index;
         for (auto c : classes_of_rule[r])
           for (auto p : protos[r]) combo[(std::uint64_t{c} << 32) | (std::uint64_t{d} << 3) | p].push_back(e);
       }
-    s.combo_shift_ = next_pow2_shift(combo.size(), 64);
-    s.combos_.assign(std::size_t{1} << (64 - s.combo_shift_), PolicySnapshot::ComboSlot{0, 0, 0});
+    s.combo_shift_ = next_pow2_shift(combo.size(), 64) + 2;  // at most half full, buckets of 4
+    s.combos_.assign(std::size_t{1} << (64 - s.combo_shift_), PolicySnapshot::ComboBucket{});
     std::size_t mask = s.combos_.size() - 1;
     for (auto& [key, ents] : combo) {
       auto t = port_table(ents, static_cast<std::uint32_t>(key & 7));
       if (!t) continue;
-      auto i = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> s.combo_shift_) & ~std::size_t{3};
-      while (s.combos_[i].key) i = (i + 1) & mask;  // first free slot from the bucket's start
-      s.combos_[i] = {key, t, 0};
+      // First free slot from the bucket the hash names on (find_combo stops at a free slot).
+      auto b = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> s.combo_shift_);
+      std::size_t j = 0;
+      for (;; b = (b + 1) & mask) {
+        auto& keys = s.combos_[b].key;
+        j = static_cast<std::size_t>(std::find(std::begin(keys), std::end(keys), 0u) - std::begin(keys));
+        if (j < 4) break;
+      }
+      s.combos_[b].key[j] = key;
+      s.combos_[b].table[j] = t;
       s.groups_ |= PolicySnapshot::kGroupA;
+      src_a_reach_[key >> 32] |= PolicySnapshot::reach_bit_of_class(static_cast<std::uint32_t>(key) >> 3);
     }
     stats_combos_ = combo.size();
     // Group B: from any (declared identities only) to destination classes.
@@ -430,19 +443,34 @@ class SnapshotBuilder {
 
   void build_identity_hash() {
     auto& s = *snap_;
+    // Reach mask (snapshot.hpp): which destinations any rule of this source can touch.
+    const bool any_to_any = (s.groups_ & PolicySnapshot::kGroupD) != 0;
+    auto slot = [&](IdentityId id, std::size_t src, bool declared) {
+      std::uint32_t reach = src_a_reach_[src_a_of_[src]];
+      if (src_c_of_[src] != 0 || (declared && any_to_any)) reach |= PolicySnapshot::kReachAnywhere;
+      if (declared) reach |= PolicySnapshot::kReachDeclared;
+      return PolicySnapshot::IdentitySlot{id, src_a_of_[src], src_c_of_[src], reach};
+    };
     std::vector<PolicySnapshot::IdentitySlot> slots;
-    for (std::uint32_t i = 0; i < nid_; ++i)
-      slots.push_back({policy_.identities[i].id, src_a_of_[i], src_c_of_[i], 1});
-    slots.push_back({kUnauthenticated, src_a_of_[nid_], src_c_of_[nid_], 0});
+    for (std::uint32_t i = 0; i < nid_; ++i) slots.push_back(slot(policy_.identities[i].id, i, true));
+    slots.push_back(slot(kUnauthenticated, nid_, false));
     for (std::size_t k = 0; k < pseudo_leaf_.size(); ++k)
-      slots.push_back({kFirstSegmentSourceIdentity + pseudo_leaf_[k], src_a_of_[nid_ + 1 + k], src_c_of_[nid_ + 1 + k], 0});
-    s.identity_shift_ = next_pow2_shift(slots.size(), 32);
-    s.identities_.assign(std::size_t{1} << (32 - s.identity_shift_), PolicySnapshot::IdentitySlot{0, 0, 0, 0});
+      slots.push_back(slot(kFirstSegmentSourceIdentity + pseudo_leaf_[k], nid_ + 1 + k, false));
+    // At most half full: 2^(32 - shift) slots in buckets of 4, first free slot from the bucket
+    // the hash names on (find_identity stops at the first bucket with a free slot).
+    s.identity_shift_ = next_pow2_shift(slots.size(), 32) + 2;
+    s.identities_.assign(std::size_t{1} << (32 - s.identity_shift_), PolicySnapshot::IdentityBucket{});
     std::size_t mask = s.identities_.size() - 1;
     for (auto& slot : slots) {
-      std::size_t i = ((slot.id * 0x9E3779B1u) >> s.identity_shift_) & ~std::size_t{3};
-      while (s.identities_[i].id) i = (i + 1) & mask;
-      s.identities_[i] = slot;
+      std::size_t b = (slot.id * 0x9E3779B1u) >> s.identity_shift_;
+      std::size_t j = 0;
+      for (;; b = (b + 1) & mask) {
+        auto& ids = s.identities_[b].id;
+        j = static_cast<std::size_t>(std::find(std::begin(ids), std::end(ids), 0u) - std::begin(ids));
+        if (j < 4) break;
+      }
+      auto& bk = s.identities_[b];
+      bk.id[j] = slot.id, bk.src_a[j] = slot.src_a, bk.src_c[j] = slot.src_c, bk.reach[j] = slot.reach;
     }
   }
 
@@ -503,9 +531,9 @@ class SnapshotBuilder {
     st.l7_patterns = s.path_owner_.size() + s.deny_owner_.size();
     st.rate_classes = s.rate_classes_.size();
     st.memory_bytes = s.lpm4_.memory_bytes() + s.lpm6_.memory_bytes() +
-                      s.identities_.size() * sizeof(PolicySnapshot::IdentitySlot) +
+                      s.identities_.size() * sizeof(PolicySnapshot::IdentityBucket) +
                       s.leaves_.size() * sizeof(PolicySnapshot::LeafInfo) +
-                      s.combos_.size() * sizeof(PolicySnapshot::ComboSlot) +
+                      s.combos_.size() * sizeof(PolicySnapshot::ComboBucket) +
                       (s.group_b_.size() + s.group_c_.size() + s.group_d_.size() + s.ports_.size()) * 4 +
                       s.entries_.size() * sizeof(VerdictEntry) + s.l7_database_bytes();
   }
@@ -522,6 +550,7 @@ class SnapshotBuilder {
   std::vector<std::uint32_t> l7_rules_;
   ClassTable src_a_, src_c_, dst_a_, dst_b_;
   std::vector<std::uint32_t> src_a_of_, src_c_of_;
+  std::vector<std::uint32_t> src_a_reach_;  // per group-A source class: reach bits of its combinations
   std::unordered_map<std::vector<std::uint32_t>, std::uint32_t, VecHash> tables_;
 };
 

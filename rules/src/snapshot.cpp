@@ -1,5 +1,6 @@
 // The lookup side of PolicySnapshot: classify (the dataplane's call), L7 and offline helpers.
 #include <hs/hs.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
@@ -30,39 +31,45 @@ PolicySnapshot::~PolicySnapshot() {
 
 // Both hashes are bucketed: an entry lives in the 4-slot bucket its hash names, or (when that
 // bucket was full at insertion) in a later one. A bucket with a free slot ends the search, so
-// the common case checks one bucket without data-dependent branches.
-[[gnu::always_inline]] inline const PolicySnapshot::IdentitySlot* PolicySnapshot::find_identity(
-    IdentityId id) const noexcept {
+// the common case checks one bucket. Identity buckets keep the four ids side by side: one SSE2
+// compare finds the id (or a free slot).
+[[gnu::always_inline]] inline PolicySnapshot::IdentitySlot PolicySnapshot::find_identity(IdentityId id) const noexcept {
   std::size_t mask = identities_.size() - 1;
-  std::size_t b = ((id * 0x9E3779B1u) >> identity_shift_) & ~std::size_t{3};
+  std::size_t b = (id * 0x9E3779B1u) >> identity_shift_;
+  const __m128i want = _mm_set1_epi32(static_cast<int>(id));
   for (;;) {
-    const IdentitySlot* hit = nullptr;
-    bool open = false;
-    for (std::size_t j = 0; j < 4; ++j) {
-      const auto& s = identities_[b + j];
-      hit = s.id == id ? &s : hit;
-      open |= s.id == 0;
+    const IdentityBucket& bk = identities_[b];
+    const __m128i ids = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.id));
+    const int hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, want)));
+    const int open = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, _mm_setzero_si128())));
+    if (hit != 0 && id != 0) [[likely]] {
+      const int j = __builtin_ctz(static_cast<unsigned>(hit));
+      return {id, bk.src_a[j], bk.src_c[j], bk.reach[j]};
     }
-    if (hit || open) [[likely]]
-      return id != 0 ? hit : nullptr;
-    b = (b + 4) & mask;
+    if (open != 0) return {0, 0, 0, 0};
+    b = (b + 1) & mask;
   }
 }
 
 [[gnu::always_inline]] inline std::uint32_t PolicySnapshot::find_combo(std::uint64_t key) const noexcept {
   std::size_t mask = combos_.size() - 1;
-  std::size_t b = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> combo_shift_) & ~std::size_t{3};
+  std::size_t b = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> combo_shift_);
+  const __m128i want = _mm_set1_epi64x(static_cast<long long>(key)), zero = _mm_setzero_si128();
+  // 64-bit equality in SSE2 (this library is built for the x86-64 baseline): both 32-bit halves.
+  auto eq64 = [](__m128i a, __m128i b) {
+    const __m128i e = _mm_cmpeq_epi32(a, b);
+    return _mm_movemask_pd(_mm_castsi128_pd(_mm_and_si128(e, _mm_shuffle_epi32(e, _MM_SHUFFLE(2, 3, 0, 1)))));
+  };
   for (;;) {
-    std::uint32_t table = 0;
-    bool open = false;
-    for (std::size_t j = 0; j < 4; ++j) {
-      const auto& s = combos_[b + j];
-      table = s.key == key ? s.table : table;
-      open |= s.key == 0;
-    }
-    if (table || open) [[likely]]
-      return table;
-    b = (b + 4) & mask;
+    const ComboBucket& bk = combos_[b];
+    const __m128i k01 = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.key));
+    const __m128i k23 = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.key + 2));
+    const int hit = eq64(k01, want) | (eq64(k23, want) << 2);
+    // A hit on key 0 (no group-A class) lands on an empty slot, whose table is 0: no rule.
+    if (hit != 0) [[likely]]
+      return bk.table[__builtin_ctz(static_cast<unsigned>(hit))];
+    if ((eq64(k01, zero) | eq64(k23, zero)) != 0) return 0;
+    b = (b + 1) & mask;
   }
 }
 
@@ -72,9 +79,18 @@ PolicySnapshot::~PolicySnapshot() {
   std::uint32_t n = t[0];
   const std::uint32_t* starts = t + 1;
   if (n <= kSmallPortTable) [[likely]] {
-    // Fixed width, padded with starts past 65535: count the starts <= port, no branches.
-    std::uint32_t count = 0;
-    for (std::uint32_t i = 0; i < kSmallPortTable; ++i) count += starts[i] <= port;
+    // Fixed width, padded with starts past 65535: count the starts <= port, no branches. Two
+    // SSE2 compares of four starts each (starts and port fit in 17 bits, so signed is safe);
+    // starts ascend, so the starts above `port` are the top bits of the mask and the count is
+    // the number of trailing zero bits.
+    static_assert(kSmallPortTable == 8);
+    const __m128i p = _mm_set1_epi32(port);
+    const int above = _mm_movemask_ps(_mm_castsi128_ps(
+                          _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(starts)), p))) |
+                      (_mm_movemask_ps(_mm_castsi128_ps(
+                           _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(starts + 4)), p)))
+                       << 4);
+    const auto count = static_cast<std::uint32_t>(__builtin_ctz(static_cast<unsigned>(above) | 0x100u));
     return starts[kSmallPortTable + count - 1];
   }
   std::uint32_t lo = 0;
@@ -104,22 +120,51 @@ PolicySnapshot::~PolicySnapshot() {
   return v;
 }
 
-Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept {
-  const IdentitySlot* src = find_identity(k.src);
-  std::uint32_t src_a = src ? src->src_a : 0, src_c = src ? src->src_c : 0, declared = src ? src->declared : 0;
-  const LeafInfo& leaf = leaves_[k.dst.v6 ? lpm6_.lookup(k.dst) : lpm4_.lookup(k.dst)];
-  std::uint32_t p = kProtoClass[k.proto];
-  auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
+// No rule can match (classify step 3): entry 0 with the leaf's segment and mode, exactly what
+// finish(0, leaf) gives, without loading the entry.
+[[gnu::always_inline]] inline Verdict PolicySnapshot::default_deny(const LeafInfo& leaf) const noexcept {
+  Verdict v;
+  v.revision = revision_;
+  v.segment = leaf.segment;
+  v.disposition = leaf.audit ? Disposition::audit : Disposition::deny;
+  v.reason = DropReason::policy_default_deny;
+  return v;
+}
+
+// The winning entry over every group (0 = none).
+[[gnu::always_inline]] inline std::uint32_t PolicySnapshot::lookup_groups(const IdentitySlot& s, const LeafInfo& leaf,
+                                                                         std::uint32_t p,
+                                                                         std::uint16_t port) const noexcept {
+  const std::uint32_t declared = (s.reach & kReachDeclared) >> 1;
   // Every group is consulted unconditionally: class 0 rows and a missing combination lead to
   // port table 0, which answers entry 0. Fewer branches beat skipping empty groups.
   // (Groups empty in the whole policy are skipped: that branch is the same for every key.)
   std::uint32_t best = 0;
   if (groups_ & kGroupA)
-    best = port_lookup(find_combo((std::uint64_t{src_a} << 32) | (std::uint64_t{leaf.dst_a} << 3) | p), port);
+    best = port_lookup(find_combo((std::uint64_t{s.src_a} << 32) | (std::uint64_t{leaf.dst_a} << 3) | p), port);
   if (groups_ & kGroupB) best = std::max(best, port_lookup(group_b_[(leaf.dst_b * 8 + p) * 2 + declared], port));
-  if (groups_ & kGroupC) best = std::max(best, port_lookup(group_c_[src_c * 8 + p], port));
+  if (groups_ & kGroupC) best = std::max(best, port_lookup(group_c_[s.src_c * 8 + p], port));
   if (groups_ & kGroupD) best = std::max(best, port_lookup(group_d_[p * 2 + declared], port));
-  return finish(best, leaf);
+  return best;
+}
+
+Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept {
+  const IdentitySlot src = find_identity(k.src);
+  const LeafInfo& leaf = leaves_[k.dst.v6 ? lpm6_.lookup(k.dst) : lpm4_.lookup(k.dst)];
+  // Reach test: a source with no rule towards anything in this leaf is denied here (floods of
+  // untagged or unknown sources to protected destinations end at this line).
+  if ((src.reach & leaf.reach) == 0) return default_deny(leaf);
+  std::uint32_t p = kProtoClass[k.proto];
+  auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
+  return finish(lookup_groups(src, leaf, p, port), leaf);
+}
+
+Verdict PolicySnapshot::classify_all_groups(const FlowKey& k) const noexcept {
+  const IdentitySlot src = find_identity(k.src);
+  const LeafInfo& leaf = leaves_[k.dst.v6 ? lpm6_.lookup(k.dst) : lpm4_.lookup(k.dst)];
+  std::uint32_t p = kProtoClass[k.proto];
+  auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
+  return finish(lookup_groups(src, leaf, p, port), leaf);
 }
 
 std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::span<Verdict> out) const noexcept {
@@ -127,15 +172,16 @@ std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::s
   // Software pipeline over the burst: each stage issues the independent loads of every key
   // (prefetch) before the next stage consumes them, so cache misses of different keys overlap
   // instead of each key walking its dependent chain alone. Measured against a plain per-key
-  // loop in rules/README.md.
+  // loop in rules/README.md. Keys that fail the reach test skip the combination and port stages.
   std::uint32_t src_c[kMaxBurst], declared[kMaxBurst], leaf[kMaxBurst], proto[kMaxBurst], table[kMaxBurst];
   std::uint64_t combo[kMaxBurst];
   std::uint16_t port[kMaxBurst];
+  bool reached[kMaxBurst];
   for (std::size_t base = 0; base < n; base += kMaxBurst) {
     std::size_t m = std::min(kMaxBurst, n - base);
     const FlowKey* k = keys.data() + base;
     for (std::size_t i = 0; i < m; ++i) {
-      __builtin_prefetch(&identities_[((k[i].src * 0x9E3779B1u) >> identity_shift_) & ~std::size_t{3}]);
+      __builtin_prefetch(&identities_[(k[i].src * 0x9E3779B1u) >> identity_shift_]);
       __builtin_prefetch(k[i].dst.v6 ? lpm6_.root_slot(k[i].dst) : lpm4_.root_slot(k[i].dst));
     }
     for (std::size_t i = 0; i < m; ++i) {
@@ -143,21 +189,29 @@ std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::s
       __builtin_prefetch(&leaves_[leaf[i]]);
     }
     for (std::size_t i = 0; i < m; ++i) {
-      const IdentitySlot* s = find_identity(k[i].src);
-      std::uint32_t src_a = s ? s->src_a : 0;
-      src_c[i] = s ? s->src_c : 0;
-      declared[i] = s ? s->declared : 0;
+      const IdentitySlot s = find_identity(k[i].src);
+      const LeafInfo& l = leaves_[leaf[i]];
+      reached[i] = (s.reach & l.reach) != 0;
+      if (!reached[i]) continue;
+      std::uint32_t src_a = s.src_a;
+      src_c[i] = s.src_c;
+      declared[i] = (s.reach & kReachDeclared) >> 1;
       proto[i] = kProtoClass[k[i].proto];
       port[i] = static_cast<std::uint16_t>(proto[i] < 2 ? k[i].dport : 0);
-      combo[i] = (std::uint64_t{src_a} << 32) | (std::uint64_t{leaves_[leaf[i]].dst_a} << 3) | proto[i];
-      __builtin_prefetch(&combos_[static_cast<std::size_t>((combo[i] * 0x9E3779B97F4A7C15ull) >> combo_shift_) & ~std::size_t{3}]);
+      combo[i] = (std::uint64_t{src_a} << 32) | (std::uint64_t{l.dst_a} << 3) | proto[i];
+      __builtin_prefetch(&combos_[static_cast<std::size_t>((combo[i] * 0x9E3779B97F4A7C15ull) >> combo_shift_)]);
     }
     for (std::size_t i = 0; i < m; ++i) {
+      if (!reached[i]) continue;
       table[i] = find_combo(combo[i]);
       __builtin_prefetch(&ports_[table[i]]);
     }
     for (std::size_t i = 0; i < m; ++i) {
       const LeafInfo& l = leaves_[leaf[i]];
+      if (!reached[i]) {
+        out[base + i] = default_deny(l);
+        continue;
+      }
       std::uint32_t b = port_lookup(table[i], port[i]);
       if (groups_ & kGroupB) b = std::max(b, port_lookup(group_b_[(l.dst_b * 8 + proto[i]) * 2 + declared[i]], port[i]));
       if (groups_ & kGroupC) b = std::max(b, port_lookup(group_c_[src_c[i] * 8 + proto[i]], port[i]));
@@ -173,8 +227,7 @@ IdentityId PolicySnapshot::resolve_untagged(const IpAddress& src) const noexcept
 }
 
 bool PolicySnapshot::is_declared_identity(IdentityId id) const noexcept {
-  auto* s = find_identity(id);
-  return s && s->declared;
+  return (find_identity(id).reach & kReachDeclared) != 0;
 }
 
 std::uint32_t PolicySnapshot::segment_of(const IpAddress& a) const noexcept {

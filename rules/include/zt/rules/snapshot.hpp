@@ -2,11 +2,14 @@
 // every worker lcore (published by RCU pointer swap), never modified after construction.
 //
 // Lookup (classify): key = (source identity, destination address, protocol, destination port).
-//   1. source identity → its rule classes (open-addressing hash, one cache line);
+//   1. source identity → its rule classes and reach mask (bucketed hash, one cache line);
 //   2. destination → LPM leaf → destination classes, most specific segment, audit flag;
-//   3. per rule group, (source class, destination class, protocol) → a port table; a binary
-//      search in it gives a verdict entry. Verdict entries are numbered in priority order, so the
-//      winner is simply the largest entry number over the (at most four) groups.
+//   3. reach test: a 32-bit mask of the source against one of the leaf; no common bit means
+//      no rule of any group can match (exact, computed at compile time), so the answer is the
+//      default deny without touching a port table;
+//   4. otherwise, per rule group, (source class, destination class, protocol) → a port table; a
+//      binary search in it gives a verdict entry. Verdict entries are numbered in priority order,
+//      so the winner is simply the largest entry number over the (at most four) groups.
 // See rules/README.md for the design and measurements.
 #pragma once
 
@@ -91,6 +94,10 @@ class PolicySnapshot {
   // Same answers as classify(), for a burst: keys are processed kMaxBurst at a time in stages
   // with prefetch. Returns the number of verdicts written (min(keys.size(), out.size())).
   std::size_t classify_burst(std::span<const FlowKey> keys, std::span<Verdict> out) const noexcept;
+  // The lookup without the reach test (step 3): every group's port table is consulted for
+  // every key. Same answers as classify(), by construction; kept as the reference the
+  // differential test holds classify() and classify_burst() to. Not for the dataplane.
+  Verdict classify_all_groups(const FlowKey& key) const noexcept;
 
   // The identity an untagged packet from `src` carries: the pseudo identity of the most
   // specific segment chain that a rule names as a source, else kUnauthenticated.
@@ -131,40 +138,67 @@ class PolicySnapshot {
   // branches; larger ones are binary searched.
   static constexpr std::uint32_t kSmallPortTable = 8;
 
+  // Reach masks (classify step 3). A key can match a rule only if the source's mask and the
+  // leaf's mask share a bit:
+  //   kReachAnywhere: source side, the source has a group C row or is declared and group D is
+  //                   not empty (rules that reach every destination); set in every leaf;
+  //   kReachDeclared: source side, a declared identity (group B needs one, and so does D);
+  //                   leaf side, the leaf has group B entries;
+  //   bits 2..31:     group A, leaf side the bit of its destination class (class % 30),
+  //                   source side the bits of every destination class its source class has a
+  //                   combination with. More than 30 classes share bits: a shared bit only
+  //                   sends a key down the full lookup, never changes an answer.
+  static constexpr std::uint32_t kReachAnywhere = 1, kReachDeclared = 2, kReachClassBits = 30;
+  static constexpr std::uint32_t reach_bit_of_class(std::uint32_t dst_a) noexcept {
+    return dst_a == 0 ? 0 : std::uint32_t{4} << (dst_a % kReachClassBits);
+  }
+
+  // What the lookup knows of a source; all zero for an identity the policy does not know.
   struct IdentitySlot {
     IdentityId id;        // 0 = empty
     std::uint32_t src_a;  // source class in group A (0 = none)
     std::uint32_t src_c;  // source class in group C
-    std::uint32_t declared;
+    std::uint32_t reach;  // reach mask; bit kReachDeclared = a declared identity
+  };
+  // Four slots in one cache line, field by field, so one SIMD compare finds the id.
+  struct alignas(64) IdentityBucket {
+    IdentityId id[4];  // 0 = empty
+    std::uint32_t src_a[4], src_c[4], reach[4];
   };
   struct LeafInfo {
     std::uint32_t dst_a = 0, dst_b = 0;
     std::uint32_t segment = kNoSegment;
     IdentityId untagged = kUnauthenticated;
+    std::uint32_t reach = kReachAnywhere;
     bool audit = false;
   };
-  struct ComboSlot {
-    std::uint64_t key;  // 0 = empty
-    std::uint32_t table;
-    std::uint32_t pad;
+  // Group A hash bucket: four (source class, destination class, protocol) keys side by side
+  // (one cache line), so two SSE2 compares find the key.
+  struct alignas(64) ComboBucket {
+    std::uint64_t key[4];  // 0 = empty
+    std::uint32_t table[4];
+    std::uint32_t pad[4];
   };
 
   std::uint32_t port_lookup(std::uint32_t table, std::uint16_t port) const noexcept;
-  const IdentitySlot* find_identity(IdentityId id) const noexcept;
+  IdentitySlot find_identity(IdentityId id) const noexcept;
   std::uint32_t find_combo(std::uint64_t key) const noexcept;
   Verdict finish(std::uint32_t entry, const LeafInfo& leaf) const noexcept;
+  Verdict default_deny(const LeafInfo& leaf) const noexcept;
+  std::uint32_t lookup_groups(const IdentitySlot& src, const LeafInfo& leaf, std::uint32_t proto,
+                              std::uint16_t port) const noexcept;
 
   std::uint64_t revision_ = 0;
   Policy policy_;
   SnapshotStats stats_;
 
   // classifier
-  std::vector<IdentitySlot> identities_;  // power-of-two open addressing
-  std::uint32_t identity_shift_ = 32;
+  std::vector<IdentityBucket> identities_;  // power-of-two count, bucketed open addressing
+  std::uint32_t identity_shift_ = 32;        // bucket = (id * 0x9E3779B1) >> shift
   Lpm lpm4_, lpm6_;
   std::vector<LeafInfo> leaves_;  // [0] = outside every segment
-  std::vector<ComboSlot> combos_;  // group A hash
-  std::uint32_t combo_shift_ = 64;
+  std::vector<ComboBucket> combos_;  // group A hash
+  std::uint32_t combo_shift_ = 64;   // bucket = (key * 0x9E3779B97F4A7C15) >> shift
   std::vector<std::uint32_t> group_b_;  // [(dst_b * 8 + proto) * 2 + declared]
   std::vector<std::uint32_t> group_c_;  // [src_c * 8 + proto]
   std::vector<std::uint32_t> group_d_;  // [proto * 2 + declared]

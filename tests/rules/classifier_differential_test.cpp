@@ -1,0 +1,251 @@
+// The classifier's shortcut (the reach test: a source with no rule towards the destination's
+// leaf is denied before any port table) must never change an answer. Random policies of every
+// shape (groups A-D, labels, untagged segment sources, unauthenticated, nested and audit
+// segments, IPv4 and IPv6, rates, L7, payload: hdr) and random keys; classify() and
+// classify_burst() are held field by field to classify_all_groups() (every group's tables,
+// no shortcut) and, for the deciding rule, to a direct evaluation of every rule.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+
+#include "zt/rules/snapshot.hpp"
+
+namespace zt::rules {
+namespace {
+
+struct Shape {
+  int identities, segments, rules;
+  int pct_any_from, pct_any_to;  // share of wildcard selectors (groups B, C, D)
+  std::size_t min_destination_classes = 0;
+};
+
+// Addresses live in a small space so prefixes nest and random keys hit them.
+IpAddress random_v4(std::mt19937& rng) { return IpAddress::v4((10u << 24) | ((rng() % 4) << 16) | (rng() & 0xffff)); }
+IpAddress random_v6(std::mt19937& rng) {
+  IpAddress a;
+  a.v6 = true;
+  a.bytes[0] = 0xfd;
+  a.bytes[3] = static_cast<std::uint8_t>(rng() % 4);
+  a.bytes[4] = static_cast<std::uint8_t>(rng() % 4);
+  a.bytes[15] = static_cast<std::uint8_t>(rng());
+  return a;
+}
+
+std::string random_policy(const Shape& sh, std::mt19937& rng) {
+  const char* apps[] = {"web", "db", "cache", "batch"};
+  std::string y = "identities:\n";
+  for (int i = 0; i < sh.identities; ++i)  // every app value occurs (round robin)
+    y += "  - {id: " + std::to_string(1000 + i) + ", name: id" + std::to_string(i) + ", labels: {app: " + apps[i % 4] +
+         ", tier: t" + std::to_string(i % 3) + "}}\n";
+  y += "segments:\n";
+  std::set<std::string> used;
+  for (int i = 0; i < sh.segments; ++i) {
+    std::string prefix;
+    do {
+      if (rng() % 4) {
+        int len = 14 + static_cast<int>(rng() % 19);
+        auto a = random_v4(rng).v4_host_order();
+        a &= len == 32 ? ~0u : ~((1u << (32 - len)) - 1);
+        prefix = to_string(IpAddress::v4(a)) + "/" + std::to_string(len);
+      } else {
+        auto a = random_v6(rng);
+        int len = (rng() % 2) ? 32 : 40;  // nests: fd00:0:k::/32 ⊃ fd00:0:k:m00::/40
+        if (len == 32) a.bytes[4] = 0;
+        std::fill(a.bytes.begin() + 5, a.bytes.end(), 0);
+        prefix = to_string(a) + "/" + std::to_string(len);
+      }
+    } while (!used.insert(prefix).second);
+    // Label keys never share a value space, so nesting never conflicts; every k value occurs.
+    y += "  - {name: s" + std::to_string(i) + ", prefixes: ['" + prefix + "'], labels: {n" + std::to_string(i) +
+         ": x, k" + std::to_string(i % 3) + ": y}" + (rng() % 5 == 0 ? ", mode: audit" : "") + "}\n";
+  }
+  y += "rules:\n";
+  for (int i = 0; i < sh.rules; ++i) {
+    std::string from, to;
+    if (static_cast<int>(rng() % 100) < sh.pct_any_from) {
+      from = "any";
+    } else {
+      switch (rng() % 5) {
+        case 0: from = "{identities: [id" + std::to_string(rng() % sh.identities) + "]}"; break;
+        case 1: from = std::string("{labels: {app: ") + apps[rng() % 4] + "}}"; break;
+        case 2: from = "{segments: [s" + std::to_string(rng() % sh.segments) + "]}"; break;
+        case 3: from = "{identities: [unauthenticated]}"; break;
+        default:
+          from = "{identities: [id" + std::to_string(rng() % sh.identities) + "], labels: {tier: t" +
+                 std::to_string(rng() % 3) + "}}";
+      }
+    }
+    if (static_cast<int>(rng() % 100) < sh.pct_any_to)
+      to = "any";
+    else if (rng() % 2)
+      to = "{segments: [s" + std::to_string(rng() % sh.segments) + "]}";
+    else
+      to = "{labels: {k" + std::to_string(rng() % 3) + ": y}}";
+    const bool deny = rng() % 4 == 0;
+    std::string proto, ports, extra;
+    switch (rng() % 6) {
+      case 0: proto = "udp"; break;
+      case 1: proto = "icmp"; break;
+      case 2: proto = "any"; break;
+      case 3: proto = "[tcp, udp]"; break;
+      default: proto = "tcp";
+    }
+    if (proto != "icmp" && proto != "any" && rng() % 4) {
+      int lo = static_cast<int>(rng() % 200), hi = lo + static_cast<int>(rng() % 3 ? 0 : rng() % 50);
+      ports = ", ports: [" + std::to_string(lo) + "-" + std::to_string(hi) + (rng() % 3 ? "" : ", 443") + "]";
+    }
+    if (!deny) {
+      if (rng() % 4 == 0) extra += ", rate: {pps: " + std::to_string(100 + rng() % 3 * 100) + "}";
+      if (proto == "tcp" && rng() % 6 == 0) extra += ", l7: {methods: [GET], paths: ['^/api/']}";
+      if (rng() % 5 == 0) extra += ", payload: hdr";
+    }
+    y += "  - {id: " + std::to_string(i + 1) + ", from: " + from + ", to: " + to + ", proto: " + proto + ports +
+         ", action: " + (deny ? "deny" : "allow") + extra + "}\n";
+  }
+  if (rng() % 3 == 0) y += "defaults: {mode: audit}\n";
+  return y;
+}
+
+// Reference: evaluate every rule directly (no tables) and pick the winner by priority.
+RuleId direct(const PolicySnapshot& s, const FlowKey& k) {
+  std::uint32_t best = 0;
+  RuleId id = kDefaultRule;
+  const auto& rules = s.source().rules;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const auto& r = rules[i];
+    if (!s.rule_matches_source(i, k.src)) continue;
+    auto depth = s.rule_matches_destination(i, k.dst);
+    if (!depth) continue;
+    if (!r.protos.empty() && std::find(r.protos.begin(), r.protos.end(), k.proto) == r.protos.end()) continue;
+    bool ported = k.proto == kProtoTcp || k.proto == kProtoUdp;
+    if (ported && !r.ports.empty() &&
+        std::none_of(r.ports.begin(), r.ports.end(), [&](auto& p) { return p.lo <= k.dport && k.dport <= p.hi; }))
+      continue;
+    auto e = s.entry_of(i, *depth);
+    if (e && *e > best) best = *e, id = r.id;
+  }
+  return id;
+}
+
+// Whether any rule at all (any protocol, any port) connects the key's source and destination.
+bool any_rule_connects(const PolicySnapshot& s, const FlowKey& k) {
+  for (std::size_t i = 0; i < s.source().rules.size(); ++i)
+    if (s.rule_matches_source(i, k.src) && s.rule_matches_destination(i, k.dst)) return true;
+  return false;
+}
+
+std::string describe(const PolicySnapshot& s, const FlowKey& k) {
+  return s.identity_name(k.src) + " -> " + to_string(k.dst) + " " + proto_name(k.proto) + "/" + std::to_string(k.dport);
+}
+
+void expect_same(const Verdict& got, const Verdict& want, const std::string& what) {
+  EXPECT_EQ(got.rule_id, want.rule_id) << what;
+  EXPECT_EQ(got.disposition, want.disposition) << what;
+  EXPECT_EQ(got.reason, want.reason) << what;
+  EXPECT_EQ(got.segment, want.segment) << what;
+  EXPECT_EQ(got.revision, want.revision) << what;
+  EXPECT_EQ(got.rate_class, want.rate_class) << what;
+  EXPECT_EQ(got.l7, want.l7) << what;
+  EXPECT_EQ(got.payload_hdr, want.payload_hdr) << what;
+}
+
+void run_differential(const Shape& shape, unsigned seed, int nkeys) {
+  std::mt19937 rng(seed);
+  const auto yaml = random_policy(shape, rng);
+  auto p = parse_policy({{"random.yaml", yaml}});
+  ASSERT_TRUE(p.has_value()) << format(p.error()[0]) << "\n" << yaml;
+  auto compiled = compile(*p, {.revision = seed});
+  ASSERT_TRUE(compiled.has_value()) << format(compiled.error()[0]);
+  const auto& s = **compiled;
+  ASSERT_GE(s.stats().destination_classes, shape.min_destination_classes) << "seed " << seed;
+
+  std::vector<IdentityId> sources{kUnauthenticated, 99999, kInvalidIdentity, kFirstSegmentSourceIdentity + 12345};
+  for (int i = 0; i < shape.identities; ++i) sources.push_back(1000 + i);
+  for (auto& seg : p->segments) sources.push_back(s.resolve_untagged(seg.prefixes[0].addr));
+  const std::uint8_t protos[] = {kProtoTcp, kProtoTcp, kProtoUdp, kProtoIcmp, kProtoIcmpv6, 47};
+
+  std::vector<FlowKey> keys(static_cast<std::size_t>(nkeys));
+  for (auto& k : keys) {
+    k.src = rng() % 4 ? sources[rng() % sources.size()] : s.resolve_untagged(random_v4(rng));
+    k.dst = rng() % 4 ? random_v4(rng) : random_v6(rng);
+    k.proto = protos[rng() % std::size(protos)];
+    k.dport = static_cast<std::uint16_t>(rng() % 8 ? rng() % 260 : 443);
+  }
+  std::vector<Verdict> burst(keys.size());
+  ASSERT_EQ(s.classify_burst(keys, burst), keys.size());
+  int unconnected = 0, allowed = 0, denied_by_rule = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto& k = keys[i];
+    const auto want = s.classify_all_groups(k);
+    const auto got = s.classify(k);
+    const auto what = describe(s, k);
+    expect_same(got, want, "classify: " + what);
+    expect_same(burst[i], want, "classify_burst: " + what);
+    ASSERT_EQ(want.rule_id, direct(s, k)) << what;
+    if (!any_rule_connects(s, k)) {
+      ++unconnected;
+      ASSERT_EQ(got.reason, DropReason::policy_default_deny) << what;
+    }
+    allowed += got.disposition == Disposition::allow;
+    denied_by_rule += got.reason == DropReason::policy_deny;
+    if (::testing::Test::HasFailure()) FAIL() << "seed " << seed << ", policy:\n" << yaml;
+  }
+  // The keys cover all three outcomes, and the shortcut's case (no rule connects source and
+  // destination) as well as the full lookup.
+  EXPECT_GT(unconnected, nkeys / 10) << "seed " << seed;
+  EXPECT_LT(unconnected, nkeys - nkeys / 10) << "seed " << seed;
+  EXPECT_GT(allowed, 0) << "seed " << seed;
+  EXPECT_GT(denied_by_rule, 0) << "seed " << seed;
+}
+
+TEST(ClassifierShortcut, NeverChangesAVerdictOnRandomPoliciesOfMixedShape) {
+  for (unsigned seed = 1; seed <= 8; ++seed) run_differential({30, 16, 80, 15, 15}, seed, 2500);
+}
+
+TEST(ClassifierShortcut, NeverChangesAVerdictWithManyDestinationClasses) {
+  // More than 30 group-A destination classes: reach bits are shared between classes.
+  for (unsigned seed = 100; seed <= 101; ++seed) run_differential({60, 70, 300, 3, 3, 31}, seed, 2500);
+}
+
+TEST(ClassifierShortcut, NeverChangesAVerdictWhenWildcardsDominate) {
+  // Many `from: any` / `to: any` rules (groups B, C, D everywhere).
+  for (unsigned seed = 200; seed <= 203; ++seed) run_differential({20, 10, 60, 50, 50}, seed, 2000);
+}
+
+TEST(ClassifierShortcut, UntaggedSourceWithoutRulesIsDeniedWithTheLeafsSegmentAndMode) {
+  auto p = parse_policy({{"p.yaml", R"(
+identities: [{id: 1001, name: web, labels: {app: web}}]
+segments:
+  - {name: zone-b, prefixes: [10.2.0.0/16], labels: {zone: b}}
+  - {name: quiet, prefixes: [10.3.0.0/16], labels: {zone: q}, mode: audit}
+rules:
+  - {id: 10, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: tcp, ports: [443], action: allow}
+  - {id: 11, from: {labels: {app: web}}, to: {segments: [quiet]}, proto: tcp, ports: [443], action: allow}
+  - {id: 30, from: any, to: {segments: [zone-b]}, proto: tcp, ports: [23], action: deny}
+)"}});
+  ASSERT_TRUE(p.has_value());
+  auto s = compile(*p, {.revision = 7});
+  ASSERT_TRUE(s.has_value());
+  const auto& snap = **s;
+  auto v = snap.classify({kUnauthenticated, *parse_address("10.2.0.5"), kProtoTcp, 443});
+  EXPECT_EQ(v.disposition, Disposition::deny);
+  EXPECT_EQ(v.reason, DropReason::policy_default_deny);
+  EXPECT_EQ(v.rule_id, kDefaultRule);
+  EXPECT_EQ(v.segment, 0u);
+  EXPECT_EQ(v.revision, 7u);
+  v = snap.classify({kUnauthenticated, *parse_address("10.3.0.5"), kProtoTcp, 443});
+  EXPECT_EQ(v.disposition, Disposition::audit);
+  EXPECT_EQ(v.reason, DropReason::policy_default_deny);
+  EXPECT_EQ(v.segment, 1u);
+  // The declared identity still meets the explicit deny of the `from: any` rule, and its allow.
+  v = snap.classify({1001, *parse_address("10.2.0.5"), kProtoTcp, 23});
+  EXPECT_EQ(v.reason, DropReason::policy_deny);
+  EXPECT_EQ(v.rule_id, 30u);
+  EXPECT_EQ(snap.classify({1001, *parse_address("10.2.0.5"), kProtoTcp, 443}).disposition, Disposition::allow);
+  // An unknown identity is denied like an untagged one.
+  EXPECT_EQ(snap.classify({4242, *parse_address("10.2.0.5"), kProtoTcp, 23}).reason, DropReason::policy_default_deny);
+}
+
+}  // namespace
+}  // namespace zt::rules
