@@ -1,10 +1,16 @@
-// Identity-tag verification cost (issue 3): bursts of 32 tags with a distinct identity per lane,
-// through zt::crypto::Verifier (IPsec-MB multi-buffer CMAC), beside OpenSSL's one-at-a-time CMAC
-// on the same tags in the same process, for HDR and FULL coverage, 64/512/1500-byte inner packets,
-// AES-128 and AES-256. Then the replay filter's insert+check cost at 15 Mpps sizing.
+// Identity-tag verification cost (issues 3 and 5): bursts of 32 tags with a distinct identity per
+// lane through zt::crypto::Verifier twice — as configured by default (short MAC inputs through
+// ztgate's own multi-lane AES-NI CMAC, crypto/README.md "Own AES-NI CMAC") and with IPsec-MB's
+// multi-buffer CMAC for everything (aesni_max_len = 0) — beside OpenSSL's one-at-a-time CMAC on the
+// same tags in the same process, for HDR and FULL coverage, 64/512/1500-byte inner packets (and
+// more sizes with --sizes), AES-128 and AES-256. Then the replay filter's insert+check cost at
+// 15 Mpps sizing.
 //
-// Prints ns and TSC cycles per tag: median [min, max] over the runs, and the OpenSSL/IPsec-MB
-// ratio of medians. Usage: crypto_bench [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512]
+// Prints ns and TSC cycles per tag: median [min, max] over the runs, and the ratios of medians
+// (OpenSSL / verifier, IPsec-MB only / verifier).
+// Usage: crypto_bench [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512] [--only TEXT]
+//                     [--sizes N,N,...] [--no-replay] [--path all|default|mb|openssl]
+//                     [--aesni-max N]
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -99,13 +105,44 @@ int main(int argc, char** argv) {
   bool quick = false;
   int runs = 7;
   std::string arch = "auto";
+  std::string only;
+  bool no_replay = false;
+  std::size_t aesni_max = kDefaultAesniMaxLen;
+  std::string path = "all";  // which columns to time: all, default, mb, openssl (for perf record)
+  std::vector<std::size_t> sizes = {64, 512, 1500};
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--runs" && i + 1 < argc) runs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--arch" && i + 1 < argc) arch = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: %s [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512]\n", argv[0]);
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--no-replay") no_replay = true;
+    else if (a == "--path" && i + 1 < argc) path = argv[++i];
+    else if (a == "--aesni-max" && i + 1 < argc) aesni_max = std::strtoul(argv[++i], nullptr, 10);
+    else if (a == "--sizes" && i + 1 < argc) {
+      sizes.clear();
+      for (const char* p = argv[++i]; *p;) {
+        char* end = nullptr;
+        const long v = std::strtol(p, &end, 10);
+        if (end == p || v < 28 || v > 9000) {
+          std::fprintf(stderr, "--sizes: inner packet sizes 28..9000, comma-separated\n");
+          return 2;
+        }
+        sizes.push_back(static_cast<std::size_t>(v));
+        p = *end == ',' ? end + 1 : end;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512] [--only TEXT]\n"
+                   "          [--sizes N,N,...] [--no-replay] [--path all|default|mb|openssl]\n"
+                   "          [--aesni-max N]\n"
+                   "  --only TEXT   only the rows whose label contains TEXT, e.g. \"AES-256 HDR\"\n"
+                   "  --sizes       inner packet sizes in bytes (default 64,512,1500)\n"
+                   "  --no-replay   skip the replay filter part\n"
+                   "  --path P      time only that column (the others print 0), e.g. under perf record\n"
+                   "  --aesni-max N the verifier's AES-NI cut-off (VerifierConfig::aesni_max_len,\n"
+                   "                MAC input bytes; default %zu; 0 = IPsec-MB only)\n",
+                   argv[0], kDefaultAesniMaxLen);
       return 2;
     }
   }
@@ -114,12 +151,18 @@ int main(int argc, char** argv) {
   const std::size_t reps = quick ? 2 : 200;           // passes over the pool per run
 
   const double hz = tsc_hz();
-  auto vr = Verifier::create(VerifierConfig{arch});
-  if (!vr) {
-    std::fprintf(stderr, "crypto_bench: %s\n", vr.error().message.c_str());
+  VerifierConfig vc;
+  vc.arch = arch;
+  vc.aesni_max_len = aesni_max;
+  auto vr = Verifier::create(vc);
+  vc.aesni_max_len = 0;
+  auto vm = Verifier::create(vc);
+  if (!vr || !vm) {
+    std::fprintf(stderr, "crypto_bench: %s\n", (!vr ? vr : vm).error().message.c_str());
     return 1;
   }
   Verifier& verifier = *vr;
+  Verifier& verifier_mb = *vm;
   auto minter = Minter::create();
   test::Domain dom(pool);  // one identity per pooled packet: 32 distinct identities per burst
   constexpr std::uint64_t kEpoch = 1000;
@@ -128,18 +171,28 @@ int main(int argc, char** argv) {
   OpenSslVerifier ossl;
   ossl.init(dom, kEpoch);
 
-  std::printf("crypto_bench: IPsec-MB %s manager, TSC %.3f GHz, %d runs x %zu tags%s\n",
-              std::string(verifier.arch()).c_str(), hz / 1e9, runs, pool * reps,
-              quick ? " (--quick: figures are not meaningful)" : "");
-  std::printf("%-8s %-4s %5s | %-28s | %-28s | %s\n", "alg", "cov", "bytes",
-              "IPsec-MB burst ns/tag (cyc)", "OpenSSL 1-by-1 ns/tag (cyc)", "ratio");
-  std::printf("%-8s %-4s %5s | %-28s | %-28s |\n", "", "", "", "median [min..max]",
-              "median [min..max]");
+  std::printf("crypto_bench: verifier %s (\"mb\": %s), TSC %.3f GHz, %d runs x %zu tags%s\n",
+              std::string(verifier.arch()).c_str(), std::string(verifier_mb.arch()).c_str(),
+              hz / 1e9, runs, pool * reps, quick ? " (--quick: figures are not meaningful)" : "");
+  // Columns 1-3 keep the layout perf/report.py parses (verifier as configured, OpenSSL, ratio);
+  // the IPsec-MB-only verifier and its ratio to the default follow.
+  std::printf("%-8s %-4s %5s | %-28s | %-28s | %-6s | %-28s | %s\n", "alg", "cov", "bytes",
+              "verifier burst ns/tag (cyc)", "OpenSSL 1-by-1 ns/tag (cyc)", "ratio",
+              "IPsec-MB only ns/tag (cyc)", "mb/verifier");
+  std::printf("%-8s %-4s %5s | %-28s | %-28s | %-6s | %-28s |\n", "", "", "", "median [min..max]",
+              "median [min..max]", "", "median [min..max]");
 
   bool all_ok = true;
   for (Alg alg : {Alg::aes128_cmac, Alg::aes256_cmac})
     for (Coverage cov : {Coverage::hdr, Coverage::full})
-      for (std::size_t bytes : {64u, 512u, 1500u}) {
+      for (std::size_t bytes : sizes) {
+        char label[64];
+        std::snprintf(label, sizeof label, "%-8s %-4s %5zu", alg == Alg::aes128_cmac ? "AES-128" : "AES-256",
+                      cov == Coverage::hdr ? "HDR" : "FULL", bytes);
+        std::string squeezed;  // the label with single spaces: --only "AES-256 HDR 64"
+        for (char ch : std::string_view(label))
+          if (!(ch == ' ' && !squeezed.empty() && squeezed.back() == ' ')) squeezed += ch;
+        if (!only.empty() && squeezed.find(only) == std::string::npos) continue;
         std::vector<test::Tagged> tagged;
         tagged.reserve(pool);
         for (std::size_t i = 0; i < pool; ++i)
@@ -151,37 +204,47 @@ int main(int argc, char** argv) {
         for (auto& t : tagged) in.push_back(t.input());
         std::vector<VerifyResult> out(kMaxVerifyBurst);
 
-        std::vector<double> mb_cyc, ossl_cyc;
-        for (int r = 0; r < runs; ++r) {
+        std::vector<double> own_cyc, mb_cyc, ossl_cyc;
+        auto burst_run = [&](Verifier& v) {
+          if (path != "all" && path != (&v == &verifier ? "default" : "mb")) return 0.0;
           std::size_t accepted = 0;
           const auto c0 = __rdtsc();
           for (std::size_t rep = 0; rep < reps; ++rep)
             for (std::size_t i = 0; i < pool; i += kMaxVerifyBurst) {
-              verifier.verify_burst(*ring, now, std::span(in).subspan(i, kMaxVerifyBurst), out);
-              for (const auto& v : out) accepted += v.reason == TagReject::none;
+              v.verify_burst(*ring, now, std::span(in).subspan(i, kMaxVerifyBurst), out);
+              for (const auto& o : out) accepted += o.reason == TagReject::none;
             }
           const auto c1 = __rdtsc();
+          if (accepted != pool * reps) all_ok = false;
+          return static_cast<double>(c1 - c0) / static_cast<double>(pool * reps);
+        };
+        for (int r = 0; r < runs; ++r) {
+          own_cyc.push_back(burst_run(verifier));
+          mb_cyc.push_back(burst_run(verifier_mb));
+          const auto c1 = __rdtsc();
           std::size_t ok2 = 0;
-          for (std::size_t rep = 0; rep < reps; ++rep) ok2 += ossl.verify(*ring, now, in);
+          const bool do_ossl = path == "all" || path == "openssl";
+          if (do_ossl)
+            for (std::size_t rep = 0; rep < reps; ++rep) ok2 += ossl.verify(*ring, now, in);
           const auto c2 = __rdtsc();
-          if (accepted != pool * reps || ok2 != pool * reps) all_ok = false;
-          mb_cyc.push_back(static_cast<double>(c1 - c0) / static_cast<double>(pool * reps));
+          if (do_ossl && ok2 != pool * reps) all_ok = false;
           ossl_cyc.push_back(static_cast<double>(c2 - c1) / static_cast<double>(pool * reps));
         }
-        const Stats m = stats(mb_cyc), o = stats(ossl_cyc);
+        const Stats d = stats(own_cyc), m = stats(mb_cyc), o = stats(ossl_cyc);
         auto ns = [&](double c) { return c * 1e9 / hz; };
-        char a[64], b[64];
-        std::snprintf(a, sizeof a, "%.1f [%.1f..%.1f] (%.0f)", ns(m.median), ns(m.min), ns(m.max), m.median);
-        std::snprintf(b, sizeof b, "%.1f [%.1f..%.1f] (%.0f)", ns(o.median), ns(o.min), ns(o.max), o.median);
-        std::printf("%-8s %-4s %5zu | %-28s | %-28s | %.2fx\n",
-                    alg == Alg::aes128_cmac ? "AES-128" : "AES-256", cov == Coverage::hdr ? "HDR" : "FULL",
-                    bytes, a, b, o.median / m.median);
+        char a[64], b[64], c[64];
+        std::snprintf(a, sizeof a, "%.1f [%.1f..%.1f] (%.0f)", ns(d.median), ns(d.min), ns(d.max), d.median);
+        std::snprintf(b, sizeof b, "%.1f [%.1f..%.1f] (%.0f)", ns(m.median), ns(m.min), ns(m.max), m.median);
+        std::snprintf(c, sizeof c, "%.1f [%.1f..%.1f] (%.0f)", ns(o.median), ns(o.min), ns(o.max), o.median);
+        std::printf("%s | %-28s | %-28s | %5.2fx | %-28s | %.2fx\n", label, a, c,
+                    o.median / d.median, b, m.median / d.median);
       }
   if (!all_ok) {
     std::fprintf(stderr, "crypto_bench: a tag failed to verify; figures are invalid\n");
     return 1;
   }
 
+  if (no_replay) return 0;
   // Replay filter at 15 Mpps per lcore, 1 s window, false drops <= 1e-4.
   auto rf = ReplayFilter::create(ReplayFilterConfig{15e6, kNsPerSec, 1e-4});
   if (!rf) {

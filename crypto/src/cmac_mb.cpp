@@ -1,5 +1,6 @@
 #include <openssl/crypto.h>
 
+#include "cmac_aesni.hpp"
 #include "imb.hpp"
 #include "zt/crypto/cached_key.hpp"
 
@@ -23,8 +24,32 @@ Result<CachedKey> expand_cmac_key(std::span<const std::uint8_t> key) {
   return ck;
 }
 
+namespace {
+
+// The own AES-NI kernel on caller messages (read in place; only the final block is copied).
+std::size_t compute_aesni(std::span<const CmacJob> jobs) noexcept {
+  const std::size_t n = jobs.size() < detail::kMaxLaneJobs ? jobs.size() : detail::kMaxLaneJobs;
+  detail::AesniLane lanes[2][detail::kMaxLaneJobs];
+  std::size_t cnt[2] = {0, 0};
+  alignas(16) std::uint8_t last[detail::kMaxLaneJobs][16];
+  for (std::size_t i = 0; i < n; ++i) {
+    const CmacJob& j = jobs[i];
+    if (!j.key || !j.out || j.msg.size() > 0xFFFF) return 0;
+    detail::cmac_last_block(*j.key, j.msg.data(), j.msg.size(), last[i]);
+    const auto a = static_cast<std::size_t>(j.alg);
+    const std::uint32_t nb = detail::cmac_blocks(j.msg.size());
+    lanes[a][cnt[a]++] = detail::AesniLane{j.key, j.msg.data(), nullptr, last[i], nb - 1, nb, j.out};
+  }
+  detail::aesni_cmac(Alg::aes128_cmac, lanes[0], cnt[0]);
+  detail::aesni_cmac(Alg::aes256_cmac, lanes[1], cnt[1]);
+  OPENSSL_cleanse(last, sizeof last);
+  return n;
+}
+
+}  // namespace
+
 struct MbCmac::Impl {
-  detail::ImbPtr mgr;
+  detail::ImbPtr mgr;  // null for arch "aesni"
 };
 
 MbCmac::MbCmac(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
@@ -33,6 +58,11 @@ MbCmac& MbCmac::operator=(MbCmac&&) noexcept = default;
 MbCmac::~MbCmac() = default;
 
 Result<MbCmac> MbCmac::create(std::string_view arch) {
+  if (arch == "aesni") {
+    if (!detail::aesni_cmac_supported())
+      return fail("arch aesni: this CPU lacks AES-NI or AVX; use an IPsec-MB arch (auto)");
+    return MbCmac(std::make_unique<Impl>());
+  }
   auto mgr = detail::make_imb_manager(arch);
   if (!mgr) return std::unexpected(mgr.error());
   auto impl = std::make_unique<Impl>();
@@ -40,9 +70,12 @@ Result<MbCmac> MbCmac::create(std::string_view arch) {
   return MbCmac(std::move(impl));
 }
 
-std::string_view MbCmac::arch() const noexcept { return detail::imb_arch_name(impl_->mgr.get()); }
+std::string_view MbCmac::arch() const noexcept {
+  return impl_->mgr ? detail::imb_arch_name(impl_->mgr.get()) : std::string_view{"aesni"};
+}
 
 std::size_t MbCmac::compute(std::span<const CmacJob> jobs) noexcept {
+  if (!impl_->mgr) return compute_aesni(jobs);
   detail::LaneJob lj[detail::kMaxLaneJobs];
   const std::size_t n = jobs.size() < detail::kMaxLaneJobs ? jobs.size() : detail::kMaxLaneJobs;
   for (std::size_t i = 0; i < n; ++i) {

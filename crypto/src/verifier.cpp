@@ -1,11 +1,14 @@
 #include "zt/crypto/verifier.hpp"
 
 #include <openssl/crypto.h>
+#include <emmintrin.h>
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "cmac_aesni.hpp"
 #include "imb.hpp"
 
 namespace zt::crypto {
@@ -13,6 +16,40 @@ namespace {
 
 // Per-lane MAC input: body bytes 0-15, pseudo-header, covered L4. Rounded to a cache line.
 constexpr std::size_t kLaneStride = (kMaxMacInputLen + 63) / 64 * 64;
+
+// Pseudo-header length of an inner view (16 IPv4, 48 IPv6), 0 when the view is unusable (the
+// same refusals as build_mac_input).
+inline std::size_t pseudo_header_len(const InnerView& in) noexcept {
+  if (in.l4.size() > 0xFFFF) return 0;
+  return in.ip_version == 4 ? 16 : in.ip_version == 6 ? 48 : 0;
+}
+
+// Tag bytes 0-15 and the pseudo-header (the same bytes as build_mac_input), into head[0..16+ph).
+static_assert(std::endian::native == std::endian::little, "write_head packs words little-endian");
+inline void write_head(const std::uint8_t* tag, const InnerView& in, std::uint8_t* head) noexcept {
+  std::memcpy(head, tag, 16);
+  if (in.ip_version == 4) {
+    const auto l4len = static_cast<std::uint16_t>(in.l4.size());
+    std::uint64_t w0;  // src | dst
+    std::memcpy(&w0, in.src.data(), 4);
+    std::memcpy(reinterpret_cast<std::uint8_t*>(&w0) + 4, in.dst.data(), 4);
+    // proto | L4 length (big-endian) | zero pad
+    const std::uint64_t w1 = std::uint64_t{in.proto} | (std::uint64_t{l4len} >> 8 << 8) |
+                             (std::uint64_t{l4len & 0xFFu} << 16);
+    std::memcpy(head + 16, &w0, 8);
+    std::memcpy(head + 24, &w1, 8);
+  } else {
+    write_pseudo_header(in, std::span<std::uint8_t, kMaxPseudoHeaderLen>(head + 16, kMaxPseudoHeaderLen));
+  }
+}
+
+// Constant-time 16-byte compare (as CRYPTO_memcmp, without the call): all 16 bytes compared at
+// once (SSE2 PCMPEQB + PMOVMSKB), no early exit on the first differing byte.
+inline bool mac_equal(const std::uint8_t* a, const std::uint8_t* b) noexcept {
+  const __m128i eq = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)),
+                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+  return _mm_movemask_epi8(eq) == 0xFFFF;
+}
 
 struct FreeDeleter {
   void operator()(std::uint8_t* p) const noexcept { std::free(p); }
@@ -24,9 +61,13 @@ struct Verifier::Impl {
   detail::ImbPtr mgr;
   detail::ImbPtr mgr_small;  // may be null: mgr takes every job
   std::size_t small_max_len = 0;
+  std::size_t aesni_max_len = 0;  // 0: every MAC through IPsec-MB
   std::string arch_name;
   std::unique_ptr<std::uint8_t, FreeDeleter> scratch;  // kMaxVerifyBurst * kLaneStride
   alignas(64) std::uint8_t macs[kMaxVerifyBurst][16];
+  // AES-NI lanes: tag fields + pseudo-header (the covered L4 is read in place), final block.
+  alignas(64) std::uint8_t head[kMaxVerifyBurst][16 + kMaxPseudoHeaderLen];
+  alignas(64) std::uint8_t last[kMaxVerifyBurst][16];
   std::uint64_t mac_count = 0;
 };
 
@@ -35,6 +76,10 @@ Verifier::Verifier(Verifier&&) noexcept = default;
 Verifier& Verifier::operator=(Verifier&&) noexcept = default;
 Verifier::~Verifier() {
   if (impl_ && impl_->scratch) OPENSSL_cleanse(impl_->scratch.get(), kMaxVerifyBurst * kLaneStride);
+  if (impl_) {
+    OPENSSL_cleanse(impl_->head, sizeof impl_->head);
+    OPENSSL_cleanse(impl_->last, sizeof impl_->last);
+  }
 }
 
 Result<Verifier> Verifier::create(const VerifierConfig& cfg) {
@@ -49,6 +94,10 @@ Result<Verifier> Verifier::create(const VerifierConfig& cfg) {
     impl->mgr_small = std::move(*small);
     impl->small_max_len = cfg.small_max_len;
     impl->arch_name += "+" + std::string(detail::imb_arch_name(impl->mgr_small.get()));
+  }
+  if (cfg.arch == "auto" && cfg.aesni_max_len > 0 && detail::aesni_cmac_supported()) {
+    impl->aesni_max_len = cfg.aesni_max_len;
+    impl->arch_name = "aesni<=" + std::to_string(cfg.aesni_max_len) + "+" + impl->arch_name;
   }
   auto* s = static_cast<std::uint8_t*>(std::aligned_alloc(64, kMaxVerifyBurst * kLaneStride));
   if (!s) return fail("out of memory allocating the verifier's per-lane scratch");
@@ -72,6 +121,10 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
   detail::LaneJob ljs[kMaxVerifyBurst];  // short inputs (second manager)
   std::size_t n_jobs = 0;
   std::size_t n_small = 0;
+  detail::AesniLane al[2][kMaxVerifyBurst];  // own AES-NI kernel, per algorithm
+  std::size_t n_al[2] = {0, 0};
+  std::uint32_t al_lanes = 0;  // bit per lane sent to the AES-NI kernel
+  const std::size_t aesni_max = impl_->aesni_max_len;
   const std::size_t small_max = impl_->mgr_small ? impl_->small_max_len : 0;
   // Time never runs back past the newest time the filter recorded a MAC at: after a step back of
   // the caller's clock, a tag accepted before it could otherwise pass again, judged fresh at a
@@ -83,31 +136,67 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
   for (std::size_t i = 0; i < n; ++i) {
     VerifyResult& r = out[i];
     r = VerifyResult{};
-    Tag t;
-    r.reason = decode_tag_body(in[i].tag, t);
+    TagFields f;  // the MAC stays in the packet (read there by the compare)
+    r.reason = decode_tag_fields(in[i].tag, f);
     if (r.reason != TagReject::none) continue;
-    r.identity = t.fields.identity;
-    r.coverage = t.fields.coverage;
+    r.identity = f.identity;
+    r.coverage = f.coverage;
     const CachedKey* key = nullptr;
     std::uint64_t epoch = 0;
-    r.reason = ring.precheck(t.fields, in[i].hdr_allowed, clock, key, epoch);
+    r.reason = ring.precheck(f, in[i].hdr_allowed, clock, key, epoch);
     if (r.reason != TagReject::none) continue;
     r.epoch = epoch;
+    // The MAC input: tag bytes 0-15, pseudo-header, covered L4 (DESIGN.md §2).
+    const std::size_t ph = pseudo_header_len(in[i].inner);
+    const std::size_t l4n = covered_l4_len(f.coverage, in[i].inner.l4.size());
+    if (ph == 0 || l4n > kMaxCoveredL4Len) {
+      r.reason = TagReject::tag_too_long;
+      continue;
+    }
+    if (16 + ph + l4n <= aesni_max) {
+      // Own AES-NI CMAC: only the head is assembled; the covered L4 is read where it lies (the
+      // pseudo-header ends on a block boundary), and its final block is finalised apart.
+      std::uint8_t* head = impl_->head[i];
+      std::uint8_t* last = impl_->last[i];
+      write_head(in[i].tag.data(), in[i].inner, head);
+      const auto hb = static_cast<std::uint32_t>((16 + ph) / 16);
+      detail::AesniLane lane;
+      lane.key = key;
+      lane.head = head;
+      lane.out = impl_->macs[i];
+      lane.last = last;
+      if (l4n == 0) {  // the pseudo-header's last block is the message's (complete: XOR K1)
+        detail::cmac_last_block(*key, head + 16 * (hb - 1), 16, last);
+        lane.body = nullptr;
+        lane.head_blocks = hb - 1;
+        lane.n = hb;
+      } else {
+        detail::cmac_last_block(*key, in[i].inner.l4.data(), l4n, last);
+        lane.body = in[i].inner.l4.data();
+        lane.head_blocks = hb;
+        lane.n = hb + detail::cmac_blocks(l4n);
+      }
+      const auto a = static_cast<std::size_t>(f.alg);
+      al[a][n_al[a]++] = lane;
+      al_lanes |= std::uint32_t{1} << i;
+      r.reason = TagReject::tag_forged_mac;
+      continue;
+    }
     std::uint8_t* buf = scratch + i * kLaneStride;
-    const std::size_t len = build_mac_input(in[i].tag.first<16>(), t.fields.coverage, in[i].inner,
+    const std::size_t len = build_mac_input(in[i].tag.first<16>(), f.coverage, in[i].inner,
                                             std::span<std::uint8_t>(buf, kLaneStride));
     if (len == 0) {
       r.reason = TagReject::tag_too_long;
       continue;
     }
-    const detail::LaneJob job{key, t.fields.alg, buf, len, impl_->macs[i],
+    const detail::LaneJob job{key, f.alg, buf, len, impl_->macs[i],
                               static_cast<std::uint32_t>(i)};
     if (len <= small_max) ljs[n_small++] = job;
     else lj[n_jobs++] = job;
     // Until its MAC compares equal the lane counts as forged (fail closed).
     r.reason = TagReject::tag_forged_mac;
   }
-  impl_->mac_count += n_jobs + n_small;
+  impl_->mac_count += n_jobs + n_small + n_al[0] + n_al[1];
 
   // The replay filter is touched only for tags whose MAC compared equal (DESIGN.md §2 order): a
   // forged tag costs its MAC and nothing else, not three DRAM lines of a 146 MiB filter. The
@@ -118,13 +207,28 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
   auto done = [&](std::uint32_t lane, bool ok) noexcept {
     if (!ok) return;
     const std::uint8_t* claimed = in[lane].tag.data() + kTagMacOffset;
-    if (CRYPTO_memcmp(impl_->macs[lane], claimed, kTagMacLen) != 0) return;
+    if (!mac_equal(impl_->macs[lane], claimed)) return;
     out[lane].reason = TagReject::none;
     if (replay) {
       replay->prefetch(claimed);
       authentic |= std::uint32_t{1} << lane;
     }
   };
+  if (al_lanes != 0) {
+    // Each group of <= 8 lanes is compared (and its authentic lanes' filter lines prefetched) as
+    // soon as its MACs are out, so those misses overlap the next groups' AES rounds.
+    struct Ctx {
+      decltype(done)* on_done;
+      const std::uint8_t* macs0;
+    } ctx{&done, impl_->macs[0]};
+    auto on_group = [](void* c, const detail::AesniLane* g, std::size_t w) noexcept {
+      auto* x = static_cast<Ctx*>(c);
+      for (std::size_t j = 0; j < w; ++j)
+        (*x->on_done)(static_cast<std::uint32_t>((g[j].out - x->macs0) / 16), true);
+    };
+    detail::aesni_cmac(Alg::aes128_cmac, al[0], n_al[0], on_group, &ctx);
+    detail::aesni_cmac(Alg::aes256_cmac, al[1], n_al[1], on_group, &ctx);
+  }
   if (n_small) detail::run_cmac_jobs(impl_->mgr_small.get(), ljs, n_small, done);
   if (n_jobs) detail::run_cmac_jobs(mgr, lj, n_jobs, done);
   // In lane order: of two copies of one tag in a burst, the first one passes.

@@ -1,6 +1,7 @@
-// Known-answer tests: RFC 4493 / NIST SP 800-38B AES-CMAC through OpenSSL and through the IPsec-MB
-// job path, and our own tag vectors (tests/crypto/vectors/tags.json, computed by an independent
-// Python implementation) through key derivation, minting, the codec and the verifier.
+// Known-answer tests: RFC 4493 / NIST SP 800-38B AES-CMAC through OpenSSL, through the IPsec-MB
+// job path and through the own AES-NI kernel (arch "aesni"), and our own tag vectors
+// (tests/crypto/vectors/tags.json, computed by an independent Python implementation) through key
+// derivation, minting, the codec and the verifier.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -80,7 +81,7 @@ TEST_P(CmacKnownAnswersImb, IpsecMbJobPathMatchesRfc4493AndSp800_38b) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, CmacKnownAnswersImb,
-                         ::testing::Values("auto", "sse", "avx", "avx2", "avx512"));
+                         ::testing::Values("auto", "sse", "avx", "avx2", "avx512", "aesni"));
 
 nlohmann::json load_vectors() {
   std::ifstream f(ZT_CRYPTO_VECTORS);

@@ -33,6 +33,8 @@ struct CmacJob {
 
 class MbCmac {
  public:
+  // arch: an IPsec-MB manager (auto, sse, avx, avx2, avx512) or "aesni", ztgate's own
+  // multi-lane AES-NI kernel (the Verifier's short-input path; fails on a CPU without AES-NI/AVX).
   static Result<MbCmac> create(std::string_view arch = "auto");
   MbCmac(MbCmac&&) noexcept;
   MbCmac& operator=(MbCmac&&) noexcept;

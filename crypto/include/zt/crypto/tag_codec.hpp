@@ -118,10 +118,10 @@ struct Tag {
 // Writes bytes 0-15 of the body (the MAC is not touched). timestamp_ns is truncated to 48 bits.
 void encode_tag_fields(const TagFields& f, std::span<std::uint8_t, 16> out) noexcept;
 void encode_tag_body(const Tag& t, std::span<std::uint8_t, kTagBodyLen> out) noexcept;
-// Decodes a body. Refuses: tag_truncated (fewer than 32 bytes), tag_bad_version, tag_bad_alg,
-// tag_bad_flags. Bytes past 32 are ignored (callers pass exactly the option body).
-// Inline: it runs once per packet on the verify path.
-inline TagReject decode_tag_body(std::span<const std::uint8_t> body, Tag& out) noexcept {
+// Decodes a body's fields (bytes 0-15; the MAC is left where it is). Refuses: tag_truncated
+// (fewer than 32 bytes), tag_bad_version, tag_bad_alg, tag_bad_flags. Bytes past 32 are ignored
+// (callers pass exactly the option body). Inline: it runs once per packet on the verify path.
+inline TagReject decode_tag_fields(std::span<const std::uint8_t> body, TagFields& f) noexcept {
   if (body.size() < kTagBodyLen) return TagReject::tag_truncated;
   const std::uint8_t* p = body.data();
   const std::uint8_t version = p[0] >> 4;
@@ -129,7 +129,6 @@ inline TagReject decode_tag_body(std::span<const std::uint8_t> body, Tag& out) n
   if (version != kTagVersion) return TagReject::tag_bad_version;
   if (p[1] > static_cast<std::uint8_t>(Alg::aes256_cmac)) return TagReject::tag_bad_alg;
   if (flags & 0x0E) return TagReject::tag_bad_flags;
-  TagFields& f = out.fields;
   f.version = version;
   f.coverage = (flags & 1) ? Coverage::full : Coverage::hdr;
   f.alg = static_cast<Alg>(p[1]);
@@ -142,8 +141,13 @@ inline TagReject decode_tag_body(std::span<const std::uint8_t> body, Tag& out) n
   w = __builtin_bswap64(w);
   f.timestamp_ns = w >> 16;
   f.lane = static_cast<std::uint16_t>(w);
-  std::memcpy(out.mac.data(), p + kTagMacOffset, kTagMacLen);
   return TagReject::none;
+}
+// Decodes a body: the fields as decode_tag_fields, and the MAC.
+inline TagReject decode_tag_body(std::span<const std::uint8_t> body, Tag& out) noexcept {
+  const TagReject r = decode_tag_fields(body, out.fields);
+  if (r == TagReject::none) std::memcpy(out.mac.data(), body.data() + kTagMacOffset, kTagMacLen);
+  return r;
 }
 
 // The whole option: class(2) type(1) R|len(1) body(32).

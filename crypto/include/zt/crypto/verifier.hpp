@@ -1,7 +1,9 @@
-// Batched tag verification on a worker lcore (DESIGN.md §2, §4): up to 32 tags per call through
-// IPsec-MB's multi-buffer AES-CMAC (one key per lane), constant-time compare, per-packet verdict.
+// Batched tag verification on a worker lcore (DESIGN.md §2, §4): up to 32 tags per call, one key
+// per lane; short MAC inputs through ztgate's own multi-lane AES-NI CMAC (chosen at run time by
+// CPU feature), longer ones through IPsec-MB's multi-buffer AES-CMAC; constant-time compare,
+// per-packet verdict.
 //
-// One Verifier per lcore (it owns an IPsec-MB manager and per-lane scratch; it is not thread
+// One Verifier per lcore (it owns IPsec-MB managers and per-lane scratch; it is not thread
 // safe). The key ring is passed per burst (the dataplane reads it under RCU) and so is the time.
 #pragma once
 
@@ -19,6 +21,9 @@
 namespace zt::crypto {
 
 inline constexpr std::size_t kMaxVerifyBurst = 32;
+// Longest MAC input the Verifier gives its own AES-NI CMAC by default (measured cut-off,
+// crypto/README.md "Own AES-NI CMAC").
+inline constexpr std::size_t kDefaultAesniMaxLen = 256;
 
 struct VerifyInput {
   std::span<const std::uint8_t> tag;  // the option body (32 bytes; shorter is tag_truncated)
@@ -41,6 +46,10 @@ struct VerifierConfig {
   // Used only when `arch` is auto and resolved to avx512.
   std::string_view small_arch = "avx";
   std::size_t small_max_len = 96;
+  // MAC inputs of at most this many bytes go to ztgate's own multi-lane AES-NI CMAC
+  // (crypto/README.md "Own AES-NI CMAC") instead of IPsec-MB, when `arch` is auto and the CPU
+  // has AES-NI and AVX (checked at run time; otherwise IPsec-MB takes everything). 0 = off.
+  std::size_t aesni_max_len = kDefaultAesniMaxLen;
 };
 
 class Verifier {
@@ -62,7 +71,7 @@ class Verifier {
                            std::span<const VerifyInput> in, std::span<VerifyResult> out,
                            ReplayFilter* replay = nullptr) noexcept;
 
-  std::string_view arch() const noexcept;        // e.g. "avx512" or "avx512+avx"
+  std::string_view arch() const noexcept;  // e.g. "aesni<=16448+avx512+avx" or "avx512+avx"
   // MACs computed since creation (per lcore; proves bad input costs at most one MAC).
   std::uint64_t mac_count() const noexcept;
 
