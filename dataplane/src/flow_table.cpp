@@ -2,9 +2,11 @@
 
 #include <nmmintrin.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -28,30 +30,6 @@ struct alignas(64) FlowTable::Bucket {
   std::uint8_t pad[64 - kSlots * 6];
 };
 
-
-FlowKey make_flow_key(const IpLayer& l, KeyDir& dir) noexcept {
-  FlowKey k;
-  k.proto = l.proto;
-  k.version = l.version;
-  std::uint16_t sp = l.sport, dp = l.dport;
-  if (l.proto == kProtoIcmp || l.proto == kProtoIcmpv6) sp = dp = 0;  // type/code are no ports
-  const int c = std::memcmp(l.src.b.data(), l.dst.b.data(), 16);
-  const bool src_is_lo = c < 0 || (c == 0 && sp <= dp);
-  if (src_is_lo) {
-    k.addr_lo = l.src.b;
-    k.addr_hi = l.dst.b;
-    k.port_lo = sp;
-    k.port_hi = dp;
-    dir = KeyDir::lo_to_hi;
-  } else {
-    k.addr_lo = l.dst.b;
-    k.addr_hi = l.src.b;
-    k.port_lo = dp;
-    k.port_hi = sp;
-    dir = KeyDir::hi_to_lo;
-  }
-  return k;
-}
 
 std::string_view to_string(TcpState s) noexcept {
   switch (s) {
@@ -87,6 +65,17 @@ std::expected<std::unique_ptr<FlowTable>, std::string> FlowTable::create(const F
   t->bucket_mask_ = nb - 1;
   const std::uint32_t nq = std::bit_ceil(std::max<std::uint32_t>(64, std::min(cfg.capacity, 1U << 20) * 2));
   t->quota_mask_ = nq - 1;
+  // The hash key: a secret per table, so bucket collisions cannot be computed offline.
+  std::uint32_t hk[10];
+  for (std::size_t got = 0; got < sizeof hk;) {
+    const ssize_t r = getrandom(reinterpret_cast<std::uint8_t*>(hk) + got, sizeof hk - got, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      return std::unexpected(fmt::format("cannot read {} random bytes for the flow table's hash key: {}",
+                                         sizeof hk, std::strerror(errno)));
+    got += static_cast<std::size_t>(r);
+  }
+  std::memcpy(t->hash_key_, hk, sizeof hk);
 
   const std::size_t b_bytes = std::size_t{nb} * sizeof(Bucket);
   const std::size_t e_bytes = std::size_t{cfg.capacity} * sizeof(FlowEntry);
@@ -140,18 +129,32 @@ FlowTable::~FlowTable() {
   if (mem_ != nullptr) munmap(mem_, mem_bytes_);
 }
 
-std::uint64_t FlowTable::hash(const FlowKey& k) const noexcept {
-  std::uint64_t w[5];
-  std::memcpy(w, &k, sizeof w);
-  std::uint64_t a = 0x9E3779B9U;
-  for (auto x : w) a = _mm_crc32_u64(a, x);
-  // CRC is linear over GF(2): keys that differ in a few structured bits (sequential addresses
-  // and ports) would land in correlated buckets. A 64-bit multiply breaks the linearity; the
-  // bucket comes from the well-mixed high half, the signature from the low half.
-  return (a | (a << 32)) * 0x9E3779B97F4A7C15ULL;
+// NH (the UMAC hash; Black et al., 1999) over the key's ten 32-bit words w with the table's
+// secret words k: sum of (w[2i] + k[2i]) * (w[2i+1] + k[2i+1]) over i, 32-bit additions and
+// 64-bit products. For any two distinct keys the chance over k that the sums collide is at most
+// 2^-32, so an attacker who cannot see k cannot pick keys that pile into one bucket pair (a
+// CRC, however seeded, cannot promise that: it is linear, and equal CRCs stay equal under any
+// seed). Three SSE multiplies; a multiply-xorshift then spreads the sum over all 64 bits (a
+// bijection: collisions stay as rare), the bucket taken from the high half and the signature
+// from bits 8-23.
+inline std::uint64_t FlowTable::hash(const FlowKey& k) const noexcept {
+  const auto* p = reinterpret_cast<const std::uint8_t*>(&k);
+  const auto* hk = reinterpret_cast<const __m128i*>(hash_key_);
+  const __m128i a = _mm_add_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), _mm_load_si128(hk));
+  const __m128i b = _mm_add_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)), _mm_load_si128(hk + 1));
+  // Words 8-9 in the low lane; the high lane is 0 + 0 and its product adds nothing.
+  const __m128i c = _mm_add_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 32)), _mm_load_si128(hk + 2));
+  const __m128i s = _mm_add_epi64(_mm_add_epi64(_mm_mul_epu32(a, _mm_srli_epi64(a, 32)),
+                                                _mm_mul_epu32(b, _mm_srli_epi64(b, 32))),
+                                  _mm_mul_epu32(c, _mm_srli_epi64(c, 32)));
+  std::uint64_t h = static_cast<std::uint64_t>(_mm_cvtsi128_si64(s)) +
+                    static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s)));
+  h ^= h >> 32;
+  h *= 0x9E3779B97F4A7C15ULL;
+  return h ^ (h >> 29);
 }
 
-std::uint32_t FlowTable::alt_bucket(std::uint32_t bucket, std::uint16_t sig) const noexcept {
+inline std::uint32_t FlowTable::alt_bucket(std::uint32_t bucket, std::uint16_t sig) const noexcept {
   return (bucket ^ ((std::uint32_t{sig} | 1U) * 0x5BD1E995U)) & bucket_mask_;
 }
 
@@ -159,58 +162,67 @@ void FlowTable::lookup_bulk(const FlowKey* keys, unsigned n, FlowEntry** out) no
   std::uint32_t b1[64], b2[64];
   std::uint16_t sig[64];
   n = std::min(n, 64U);
+  // Stage 1: hash, prefetch both candidate bucket lines.
   for (unsigned i = 0; i < n; ++i) {
     const std::uint64_t h = hash(keys[i]);
-    b1[i] = static_cast<std::uint32_t>(h >> 32) & bucket_mask_;
-    sig[i] = static_cast<std::uint16_t>(h >> 8);
-    b2[i] = alt_bucket(b1[i], sig[i]);
-    prefetch(&buckets_[b1[i]]);
-    prefetch(&buckets_[b2[i]]);
+    const std::uint32_t x = static_cast<std::uint32_t>(h >> 32) & bucket_mask_;
+    const auto sg = static_cast<std::uint16_t>(h >> 8);
+    const std::uint32_t y = alt_bucket(x, sg);
+    b1[i] = x, b2[i] = y, sig[i] = sg;
+    prefetch(&buckets_[x]);
+    prefetch(&buckets_[y]);
   }
-  // Stage 2: the first signature match in either bucket (8 signatures compared at once),
-  // prefetch its entry.
+  // Stage 2: the first signature match of a used slot in either bucket (8 signatures compared
+  // at once; both buckets' masks merged, the first bucket's bits low), prefetch its entry.
   std::uint32_t cand[64];
   for (unsigned i = 0; i < n; ++i) {
-    cand[i] = kEmpty;
     const __m128i want = _mm_set1_epi16(static_cast<short>(sig[i]));
-    for (const std::uint32_t bi : {b1[i], b2[i]}) {
-      const Bucket& b = buckets_[bi];
-      auto mask = static_cast<unsigned>(_mm_movemask_epi8(
-          _mm_cmpeq_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(b.sig)), want)));
-      while (mask != 0) {
-        const unsigned s = static_cast<unsigned>(__builtin_ctz(mask)) / 2;
-        mask &= ~(3U << (2 * s));
-        if (b.idx[s] != kEmpty) {
-          cand[i] = b.idx[s];
-          break;
-        }
+    const Bucket& x = buckets_[b1[i]];
+    const Bucket& y = buckets_[b2[i]];
+    auto mask = static_cast<std::uint32_t>(_mm_movemask_epi8(
+                    _mm_cmpeq_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(x.sig)), want))) |
+                static_cast<std::uint32_t>(_mm_movemask_epi8(
+                    _mm_cmpeq_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(y.sig)), want)))
+                    << 16;
+    std::uint32_t c = kEmpty;
+    while (mask != 0) {
+      const unsigned bit = static_cast<unsigned>(__builtin_ctz(mask));
+      mask &= ~(3U << bit);
+      const std::uint32_t idx = (bit < 16 ? x : y).idx[(bit & 15) / 2];
+      if (idx != kEmpty) {
+        c = idx;
+        break;
       }
-      if (cand[i] != kEmpty) break;
     }
-    if (cand[i] != kEmpty) {
+    cand[i] = c;
+    if (c != kEmpty) {
       // An entry is 96 bytes, so it always spans two lines (at offset 0 or 32 of the first);
       // the pipeline reads and writes all of it for every packet: fetch both.
-      const auto* e = reinterpret_cast<const std::uint8_t*>(&entries_[cand[i]]);
+      const auto* e = reinterpret_cast<const std::uint8_t*>(&entries_[c]);
       prefetch(e);
       prefetch(e + sizeof(FlowEntry) - 1);
     }
   }
   // Stage 3: compare keys; on a signature collision, scan every match.
   for (unsigned i = 0; i < n; ++i) {
-    out[i] = nullptr;
-    if (cand[i] == kEmpty) continue;
-    if (entries_[cand[i]].key == keys[i]) [[likely]] {
-      out[i] = &entries_[cand[i]];
-      continue;
+    FlowEntry* hit = nullptr;
+    if (cand[i] != kEmpty) [[likely]] {
+      if (entries_[cand[i]].key == keys[i]) [[likely]] {
+        hit = &entries_[cand[i]];
+      } else {
+        for (const std::uint32_t bi : {b1[i], b2[i]}) {
+          const Bucket& b = buckets_[bi];
+          for (unsigned s = 0; s < kSlots; ++s)
+            if (b.idx[s] != kEmpty && b.sig[s] == sig[i] && entries_[b.idx[s]].key == keys[i])
+              hit = &entries_[b.idx[s]];
+        }
+      }
     }
-    for (const std::uint32_t bi : {b1[i], b2[i]}) {
-      const Bucket& b = buckets_[bi];
-      for (unsigned s = 0; s < kSlots; ++s)
-        if (b.idx[s] != kEmpty && b.sig[s] == sig[i] && entries_[b.idx[s]].key == keys[i])
-          out[i] = &entries_[b.idx[s]];
-    }
+    out[i] = hit;
   }
 }
+
+std::uint64_t FlowTable::hash_of(const FlowKey& key) const noexcept { return hash(key); }
 
 FlowEntry* FlowTable::lookup(const FlowKey& key) noexcept {
   FlowEntry* e = nullptr;

@@ -49,28 +49,30 @@ rules::IpAddress to_rules(const std::array<std::uint8_t, 16>& a, std::uint8_t ve
 
 struct Pkt {
   // Not initialised here: the parser fills `pp` whole (parse_mbuf too, when it refuses the
-  // chain), and `key` is written before anything reads it (pass 1, or pass 5 for a non-first
-  // fragment). Leaving both out of the constructor saves clearing 184 bytes a packet (the
-  // parsed headers used to be cleared twice: here and by the parser).
+  // chain), and `verdict` is written by classify for every packet that reads it (a new flow:
+  // kStepClassified). Leaving both out of the constructor saves clearing ~180 bytes a packet
+  // (the parsed headers used to be cleared twice: here and by the parser). The flow key is not
+  // here at all: pass 1 builds it straight into the array the bulk lookup reads (`kslot`).
   union { ParsedPacket pp; };
-  union { FlowKey key; };
+  union { rules::Verdict verdict; };
   Pkt() noexcept {}  // NOLINT: the members below keep their initialisers
+  // The members below are set by the constructor: kept small and adjacent (a few stores).
   FlowEntry* flow = nullptr;
-  rules::Verdict verdict;
+  std::uint32_t identity = 0;
+  std::uint32_t rule = 0;
+  std::uint32_t frag = kNoFrag;  // its datagram's entry in the fragment table
+  std::uint32_t meter_id = 0;    // the identity whose bucket it is
+  std::uint16_t rate_class = rules::kNoRateClass;  // metered: checked in pass 3, consumed in 5
+  std::uint16_t steps = 0;  // TraceStep bits
   DropReason drop = DropReason::none;
   KeyDir dir = KeyDir::lo_to_hi;
-  std::uint32_t identity = 0;
+  std::uint8_t kslot = 0;  // its key in the burst's key array (when it has one)
   bool ip = false;        // an IP packet the policy decides (not ARP)
   bool tagged = false;
   bool verify = false;
   bool has_rule = false;  // `rule` decided it (counters by rule, trace)
   bool tag_bad = false;   // failed a tag check: identity class `invalid`
-  std::uint16_t steps = 0;  // TraceStep bits
-  std::uint32_t rule = 0;
-  std::uint32_t frag = kNoFrag;  // its datagram's entry in the fragment table
   bool frag_later = false;       // a non-first fragment: follows its first one (pass 5)
-  std::uint16_t rate_class = rules::kNoRateClass;  // metered: checked in pass 3, consumed in 5
-  std::uint32_t meter_id = 0;                      // the identity whose bucket it is
 };
 
 // Who sent it, as far as this packet tells (counters.hpp, IdentityClass).
@@ -111,7 +113,8 @@ void trace_burst(const Pkt* pk, unsigned n, unsigned in_port,
     r.has_rule = p.has_rule;
     r.drop = static_cast<std::uint16_t>(p.drop);
     r.cls = identity_class(p);
-    r.disposition = static_cast<std::uint8_t>(p.verdict.disposition);
+    r.disposition = static_cast<std::uint8_t>((p.steps & kStepClassified) ? p.verdict.disposition
+                                                                          : rules::Verdict{}.disposition);
     r.steps = static_cast<std::uint16_t>(p.steps | (parse_failed ? 0 : kStepParsed) |
                                          (p.tagged ? kStepTagged : 0) |
                                          (p.drop == DropReason::none ? kStepForwarded : 0));
@@ -192,19 +195,27 @@ inline const std::uint8_t* peek_source(const rte_mbuf* m, std::uint8_t& version)
 }
 
 // Strips outer Ethernet/IP/UDP/Geneve: the frame becomes the outer MACs + the inner IP packet.
+// A tagged frame is one segment (pass 3 drops it otherwise: tagged_frame_segmented) and the
+// parser placed the inner packet inside it, so the cut and the trim are plain field updates
+// (what rte_pktmbuf_adj/trim do for one segment, without their checks and segment walk).
 void decapsulate(rte_mbuf* m, const ParsedPacket& pp) noexcept {
   auto* old = rte_pktmbuf_mtod(m, std::uint8_t*);
-  std::uint8_t macs[12];
-  std::memcpy(macs, old, sizeof macs);
   const std::uint32_t inner_len = (pp.inner.l4_off - pp.inner.l3_off) + pp.inner.l4_len;
   const std::uint16_t cut = static_cast<std::uint16_t>(pp.inner.l3_off - RTE_ETHER_HDR_LEN);
-  auto* p = static_cast<std::uint8_t*>(static_cast<void*>(rte_pktmbuf_adj(m, cut)));
-  std::memcpy(p, macs, sizeof macs);
+  std::uint8_t* p = old + cut;
+  std::uint64_t mac8;  // the outer MACs, as two loads and two stores (no libc call)
+  std::uint32_t mac4;
+  std::memcpy(&mac8, old, 8);
+  std::memcpy(&mac4, old + 8, 4);
+  std::memcpy(p, &mac8, 8);
+  std::memcpy(p + 8, &mac4, 4);
   const std::uint16_t et = pp.inner.version == 6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4;
   p[12] = static_cast<std::uint8_t>(et >> 8);
   p[13] = static_cast<std::uint8_t>(et);
-  const std::uint32_t want = RTE_ETHER_HDR_LEN + inner_len;
-  if (rte_pktmbuf_pkt_len(m) > want) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(rte_pktmbuf_pkt_len(m) - want));
+  const auto want = static_cast<std::uint16_t>(RTE_ETHER_HDR_LEN + inner_len);
+  m->data_off = static_cast<std::uint16_t>(m->data_off + cut);
+  m->data_len = want;
+  m->pkt_len = want;
 }
 
 }  // namespace
@@ -305,9 +316,11 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   alignas(Pkt) std::byte pk_mem[kBurst * sizeof(Pkt)];
   Pkt* const pk = reinterpret_cast<Pkt*>(pk_mem);
   std::array<std::uint8_t, kParseWindow> scratch;
-  FlowKey keys[kBurst];
+  // The burst's flow keys, built in place by pass 1 (raw storage: every byte is written by
+  // make_flow_key_into before it is read) and read there by the bulk lookup; no copy.
+  alignas(FlowKey) std::byte key_mem[kBurst * sizeof(FlowKey)];
+  FlowKey* const keys = reinterpret_cast<FlowKey*>(key_mem);
   FlowEntry* found[kBurst];
-  std::uint8_t key_of[kBurst];
   unsigned nkeys = 0;
   std::uint64_t bytes = 0;
   n = std::min<std::uint16_t>(n, kBurst);
@@ -365,40 +378,41 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       p.frag_later = true;
       continue;
     }
-    p.key = make_flow_key(l, p.dir);
-    if (l.frag == FragKind::first) {  // decided like any packet; its datagram remembers how
-      const FragResult f = frags_->open_first(l, p.key, p.dir, clk.tsc);
+    FlowKey& key = keys[nkeys];
+    make_flow_key_into(l, key, p.dir);
+    if (l.frag == FragKind::first) [[unlikely]] {  // decided like any packet; its datagram remembers how
+      const FragResult f = frags_->open_first(l, key, p.dir, clk.tsc);
       p.drop = f.drop;
       p.frag = f.slot;
       if (p.drop != DropReason::none) continue;
     }
-    keys[nkeys] = p.key;
-    key_of[nkeys++] = static_cast<std::uint8_t>(i);
+    p.kslot = static_cast<std::uint8_t>(nkeys++);
   }
   c.rx_packets[in_port].add(n);
   c.rx_bytes[in_port].add(bytes);
   stamp(Stage::parse, n);
 
-  // 2. Flow table, for the whole burst at once.
+  // 2. Flow table, for the whole burst at once (pass 3 picks up each packet's answer).
   flows_->lookup_bulk(keys, nkeys, found);
-  for (unsigned k = 0; k < nkeys; ++k) {
-    Pkt& p = pk[key_of[k]];
-    p.flow = found[k];
-    if (FlowEntry* e = found[k]; e != nullptr) {
-      p.rule = e->rule_id;
-      p.has_rule = true;
-      p.identity = e->identity;
-      p.steps |= kStepFlowFound;
-    }
-  }
   stamp(Stage::lookup, n);
 
   // 3. Policy for new flows, before any crypto: a deny costs no MAC.
   const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
   const std::uint64_t revision = snap != nullptr ? snap->revision() : 0;
+  // Read once per burst: the snapshot is immutable, and the burst clock is one time.
+  const bool no_new_flows = snap != nullptr && (snap->expired || clk.now_ns >= snap->expires_ns);
+  unsigned nverify = 0;
   for (unsigned i = 0; i < n; ++i) {
     Pkt& p = pk[i];
+    // Exactly the packets pass 1 gave a key: IP, not dropped, not a later fragment.
     if (!p.ip || p.drop != DropReason::none || p.frag_later) continue;
+    if (FlowEntry* e = found[p.kslot]; e != nullptr) {
+      p.flow = e;
+      p.rule = e->rule_id;
+      p.has_rule = true;
+      p.identity = e->identity;
+      p.steps |= kStepFlowFound;
+    }
     if (policy == nullptr) {
       p.drop = DropReason::no_policy;
       continue;
@@ -416,6 +430,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       }
       if (p.tagged) {
         p.verify = true;
+        ++nverify;
       } else if ((p.flow->flags & kFlagTagged) && p.dir == p.flow->initiator) {
         p.drop = DropReason::tag_missing;
         continue;
@@ -436,7 +451,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       }
       continue;
     }
-    if (snap->expired || clk.now_ns >= snap->expires_ns) [[unlikely]] {
+    if (no_new_flows) [[unlikely]] {
       p.drop = DropReason::policy_expired;
       continue;
     }
@@ -476,6 +491,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       continue;
     }
     p.verify = p.tagged;
+    nverify += p.tagged;
     if (vp != nullptr && p.verdict.rate_class != rules::kNoRateClass) {
       // Before the MAC: a spent budget costs no crypto; nothing is consumed until pass 5.
       p.rate_class = p.verdict.rate_class;
@@ -488,7 +504,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   stamp(Stage::classify, n);
 
   // 4. Every tagged packet still standing: one batched MAC verification (+ replay filter).
-  {
+  if (nverify != 0) {
     // Raw storage: an entry is constructed only for a packet that is verified (every field is
     // then written), so a burst with nothing to verify (a flood) zeroes no 2.8 KB array.
     alignas(crypto::VerifyInput) std::byte in_mem[kBurst * sizeof(crypto::VerifyInput)];
@@ -511,11 +527,13 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       who[nv++] = static_cast<std::uint8_t>(i);
     }
     if (nv != 0) {
-      std::array<crypto::VerifyResult, kBurst> out;
+      // Raw storage too: verify_burst writes out[k] for every k < nv (verifier.hpp).
+      alignas(crypto::VerifyResult) std::byte out_mem[kBurst * sizeof(crypto::VerifyResult)];
+      auto* const out = reinterpret_cast<crypto::VerifyResult*>(out_mem);
       if (snap->keys == nullptr) {
         for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key, pk[who[k]].tag_bad = true;
       } else {
-        verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out.data(), nv}, &replay_);
+        verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out, nv}, &replay_);
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
           p.steps |= kStepMacChecked;
@@ -553,7 +571,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       const FragFollow f = frags_->follow(p.frag);
       p.drop = f.drop;
       if (p.drop == DropReason::none) {
-        p.key = f.flow, p.dir = f.dir, p.flow = flows_->lookup(f.flow);
+        p.dir = f.dir, p.flow = flows_->lookup(f.flow);
         if (p.flow == nullptr) p.drop = DropReason::frag_no_first;  // its flow is gone since
         else if (p.flow->flags & kFlowCut) p.drop = DropReason::policy_l7_deny;
         else p.identity = p.flow->identity;
@@ -577,7 +595,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
                    !vol_->meter_consume(p.meter_id, p.rate_class, rte_pktmbuf_pkt_len(m), *vp, clk.tsc)) {
           p.drop = DropReason::rate_limited;  // its identity's earlier packets spent the budget
         } else {
-          switch (flows_->insert(p.key, p.dir, p.identity, clk.tsc, &e)) {
+          switch (flows_->insert(keys[p.kslot], p.dir, p.identity, clk.tsc, &e)) {
             case InsertResult::inserted:
               e->revision = static_cast<std::uint32_t>(revision);
               e->rule_id = p.verdict.rule_id;

@@ -2,6 +2,8 @@
 // a live flow, quotas hold per identity, aging is incremental, TCP state follows the handshake.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -34,6 +36,14 @@ std::unique_ptr<FlowTable> table(std::uint32_t capacity, std::uint32_t quota = 0
   return std::move(*t);
 }
 
+// Inserts the flow of a packet `l`, opened in the direction the packet goes. (Its key and
+// direction are computed first: as one argument list, `d` could be read before it is set.)
+InsertResult add(FlowTable& t, const IpLayer& l, std::uint32_t identity, std::uint64_t now, FlowEntry** e) {
+  KeyDir d;
+  const FlowKey k = make_flow_key(l, d);
+  return t.insert(k, d, identity, now, e);
+}
+
 TEST(FlowKey, APacketAndItsReplyShareOneKeyWithOppositeDirections) {
   KeyDir d1, d2;
   const auto k1 = make_flow_key(v4(0x0a0a0001, 0x0a0a0002, 40000, 80), d1);
@@ -50,6 +60,91 @@ TEST(FlowKey, DifferentPortsProtocolsOrFamiliesAreDifferentFlows) {
   auto l6 = v4(1, 2, 1000, 80);
   l6.version = 6;
   EXPECT_NE(base, make_flow_key(l6, d));
+}
+
+// The key as it was built before the straight-line version (memcmp of the addresses, ports
+// breaking a tie, ICMP without ports): the reference the fast one must equal byte for byte.
+FlowKey reference_key(const IpLayer& l, KeyDir& dir) {
+  FlowKey k;
+  k.proto = l.proto;
+  k.version = l.version;
+  std::uint16_t sp = l.sport, dp = l.dport;
+  if (l.proto == 1 || l.proto == 58) sp = dp = 0;
+  const int c = std::memcmp(l.src.b.data(), l.dst.b.data(), 16);
+  const bool src_is_lo = c < 0 || (c == 0 && sp <= dp);
+  k.addr_lo = src_is_lo ? l.src.b : l.dst.b;
+  k.addr_hi = src_is_lo ? l.dst.b : l.src.b;
+  k.port_lo = src_is_lo ? sp : dp;
+  k.port_hi = src_is_lo ? dp : sp;
+  dir = src_is_lo ? KeyDir::lo_to_hi : KeyDir::hi_to_lo;
+  return k;
+}
+
+TEST(FlowKey, OrdersEndpointsByteWiseLikeMemcmpWithPortsBreakingTies) {
+  std::mt19937_64 rng(5);
+  // Addresses that differ in one byte only (first, middle or last of either half), equal ones,
+  // v4 and v6, ICMP/ICMPv6 and TCP/UDP: the fast key and direction equal the reference's, and
+  // the reply always lands on the same key in the other direction.
+  for (int i = 0; i < 20000; ++i) {
+    IpLayer l;
+    l.version = (i & 1) ? 6 : 4;
+    const std::uint8_t protos[] = {6, 17, 1, 58, 47};
+    l.proto = protos[rng() % 5];
+    const unsigned len = l.version == 6 ? 16 : 4;
+    for (unsigned b = 0; b < len; ++b) l.src.b[b] = static_cast<std::uint8_t>(rng() % 4);
+    l.dst = l.src;
+    if (rng() % 4 != 0) l.dst.b[rng() % len] = static_cast<std::uint8_t>(rng());
+    l.sport = static_cast<std::uint16_t>(rng() % 3 == 0 ? 80 : rng());
+    l.dport = static_cast<std::uint16_t>(rng() % 3 == 0 ? 80 : rng());
+    KeyDir want_dir, got_dir;
+    const FlowKey want = reference_key(l, want_dir);
+    FlowKey got;
+    std::memset(static_cast<void*>(&got), 0xA5, sizeof got);  // every byte must be written
+    make_flow_key_into(l, got, got_dir);
+    ASSERT_EQ(std::memcmp(&got, &want, sizeof got), 0) << "case " << i;
+    ASSERT_EQ(got_dir, want_dir) << "case " << i;
+    IpLayer r = l;
+    std::swap(r.src, r.dst);
+    std::swap(r.sport, r.dport);
+    KeyDir rdir;
+    const FlowKey rk = make_flow_key(r, rdir);
+    ASSERT_EQ(rk, got) << "case " << i;
+    // Same endpoints both ways (a packet to itself) is lo_to_hi both ways; else they differ.
+    if (!(l.src == l.dst && (l.sport == l.dport || l.proto == 1 || l.proto == 58))) {
+      ASSERT_NE(rdir, got_dir) << "case " << i;
+    }
+  }
+}
+
+TEST(FlowKey, KeysThatDifferInAnyByteAreDifferent) {
+  KeyDir d;
+  auto l = v4(0x0a000001, 0x0a000002, 1000, 80);
+  l.version = 6;
+  for (unsigned b = 4; b < 16; ++b) l.src.b[b] = static_cast<std::uint8_t>(b), l.dst.b[b] = static_cast<std::uint8_t>(b * 3);
+  const FlowKey k = make_flow_key(l, d);
+  for (std::size_t byte = 0; byte < sizeof(FlowKey); ++byte)
+    for (const std::uint8_t bit : {0x01, 0x80}) {
+      FlowKey x = k;
+      reinterpret_cast<std::uint8_t*>(&x)[byte] ^= bit;
+      EXPECT_FALSE(x == k) << "byte " << byte;
+      EXPECT_FALSE(k == x) << "byte " << byte;
+    }
+  FlowKey same = k;
+  EXPECT_TRUE(same == k);
+}
+
+TEST(FlowTable, HashIsKeyedBySecretDrawnPerTable) {
+  // Bucket placement must not be computable from the code alone (dataplane/README.md, "Flow
+  // table"): two tables hash the same keys differently, each consistently.
+  auto a = table(1024), b = table(1024);
+  unsigned same = 0;
+  for (std::uint32_t i = 0; i < 64; ++i) {
+    KeyDir d;
+    const FlowKey k = make_flow_key(v4(0x0a000000 + i, 0x0b000001, 40000, 443), d);
+    EXPECT_EQ(a->hash_of(k), a->hash_of(k));
+    same += a->hash_of(k) == b->hash_of(k);
+  }
+  EXPECT_EQ(same, 0u);  // by chance: 64 * 2^-64
 }
 
 TEST(FlowTable, InsertedFlowIsFoundFromBothDirections) {
@@ -115,15 +210,13 @@ TEST(FlowTable, AFullTableRefusesNewFlowsAndKeepsEveryEstablishedOne) {
 TEST(FlowTable, AFullTableReclaimsAnExpiredFlowButNeverALiveOne) {
   auto t = table(64);
   for (std::uint32_t i = 0; i < 64; ++i) {
-    KeyDir d;
     FlowEntry* e;
-    ASSERT_EQ(t->insert(make_flow_key(v4(0x0a000000 + i, 2, 1, 2, 17), d), d, 5, 0, &e), InsertResult::inserted);
+    ASSERT_EQ(add(*t, v4(0x0a000000 + i, 2, 1, 2, 17), 5, 0, &e), InsertResult::inserted);
   }
-  KeyDir d;
   FlowEntry* e;
   // UDP times out after 60 s: at 30 s nothing may go, at 61 s everything may.
-  EXPECT_EQ(t->insert(make_flow_key(v4(0x0b000000, 2, 1, 2, 17), d), d, 5, 30 * kTps, &e), InsertResult::table_full);
-  EXPECT_EQ(t->insert(make_flow_key(v4(0x0b000000, 2, 1, 2, 17), d), d, 5, 61 * kTps, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(0x0b000000, 2, 1, 2, 17), 5, 30 * kTps, &e), InsertResult::table_full);
+  EXPECT_EQ(add(*t, v4(0x0b000000, 2, 1, 2, 17), 5, 61 * kTps, &e), InsertResult::inserted);
 }
 
 TEST(FlowTable, PerIdentityQuotaStopsOneIdentityNotTheOthers) {
@@ -131,36 +224,35 @@ TEST(FlowTable, PerIdentityQuotaStopsOneIdentityNotTheOthers) {
   KeyDir d;
   FlowEntry* e;
   for (std::uint16_t p = 0; p < 3; ++p)
-    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 80), d), d, 42, 0, &e), InsertResult::inserted);
-  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 80), d), d, 42, 0, &e), InsertResult::quota_exceeded);
-  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 80), d), d, 43, 0, &e), InsertResult::inserted);
+    ASSERT_EQ(add(*t, v4(1, 2, p, 80), 42, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(1, 2, 9, 80), 42, 0, &e), InsertResult::quota_exceeded);
+  EXPECT_EQ(add(*t, v4(1, 2, 9, 80), 43, 0, &e), InsertResult::inserted);
   EXPECT_EQ(t->identity_flows(42), 3u);
   t->erase(t->lookup(make_flow_key(v4(1, 2, 0, 80), d)));
   EXPECT_EQ(t->identity_flows(42), 2u);
-  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 81), d), d, 42, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(1, 2, 9, 81), 42, 0, &e), InsertResult::inserted);
 }
 
 TEST(FlowTable, FlowsThatAgeOutOrAreReclaimedGiveTheirIdentitysQuotaBack) {
   auto t = table(64, /*quota=*/4);
-  KeyDir d;
   FlowEntry* e;
   for (std::uint16_t p = 0; p < 4; ++p)
-    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 53, 17), d), d, 42, 0, &e), InsertResult::inserted);
-  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 9, 53, 17), d), d, 42, 30 * kTps, &e), InsertResult::quota_exceeded);
+    ASSERT_EQ(add(*t, v4(1, 2, p, 53, 17), 42, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(1, 2, 9, 53, 17), 42, 30 * kTps, &e), InsertResult::quota_exceeded);
   // 61 s on, the UDP flows (60 s) have expired: aging removes them and the quota is free again.
   for (int i = 0; i < 1000 && t->size() != 0; ++i) t->age(61 * kTps, 1);
   EXPECT_EQ(t->identity_flows(42), 0u);
   for (std::uint16_t p = 10; p < 14; ++p)
-    ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, p, 53, 17), d), d, 42, 61 * kTps, &e), InsertResult::inserted);
+    ASSERT_EQ(add(*t, v4(1, 2, p, 53, 17), 42, 61 * kTps, &e), InsertResult::inserted);
   // A full table reclaiming an expired flow of identity 43 gives 43 its slot back too.
   for (std::uint32_t i = 0; t->size() < 64; ++i)
-    ASSERT_EQ(t->insert(make_flow_key(v4(0x0a000000 + i, 2, 1, 53, 17), d), d, 43 + (i % 30), 61 * kTps, &e),
+    ASSERT_EQ(add(*t, v4(0x0a000000 + i, 2, 1, 53, 17), 43 + (i % 30), 61 * kTps, &e),
               InsertResult::inserted);
   std::uint32_t held = 0;
   for (std::uint32_t id = 43; id < 73; ++id) held += t->identity_flows(id);
   EXPECT_EQ(held, 60u);
-  EXPECT_EQ(t->insert(make_flow_key(v4(2, 2, 1, 53, 17), d), d, 99, 100 * kTps, &e), InsertResult::table_full);
-  EXPECT_EQ(t->insert(make_flow_key(v4(2, 2, 1, 53, 17), d), d, 99, 122 * kTps, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(2, 2, 1, 53, 17), 99, 100 * kTps, &e), InsertResult::table_full);
+  EXPECT_EQ(add(*t, v4(2, 2, 1, 53, 17), 99, 122 * kTps, &e), InsertResult::inserted);
   held = 0;
   for (std::uint32_t id = 42; id < 73; ++id) held += t->identity_flows(id);
   EXPECT_EQ(held + t->identity_flows(99), t->size());  // every flow counted once, under its identity
@@ -168,10 +260,9 @@ TEST(FlowTable, FlowsThatAgeOutOrAreReclaimedGiveTheirIdentitysQuotaBack) {
 
 TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
   auto t = table(4096);
-  KeyDir d;
   FlowEntry* e;
-  ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 53, 17), d), d, 5, 0, &e), InsertResult::inserted);
-  ASSERT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 443, 6), d), d, 5, 0, &e), InsertResult::inserted);
+  ASSERT_EQ(add(*t, v4(1, 2, 1, 53, 17), 5, 0, &e), InsertResult::inserted);
+  ASSERT_EQ(add(*t, v4(1, 2, 1, 443, 6), 5, 0, &e), InsertResult::inserted);
   e->tcp = TcpState::established;
   // One bucket per call: a full pass takes many calls, none of which scans the whole table.
   unsigned expired = 0;
@@ -184,12 +275,11 @@ TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
 
 TEST(FlowTable, ClearRemovesEverythingAndFreesTheCapacity) {
   auto t = table(128);
-  KeyDir d;
   FlowEntry* e;
-  for (std::uint32_t i = 0; i < 128; ++i) t->insert(make_flow_key(v4(i + 1, 2, 1, 2), d), d, 5, 0, &e);
+  for (std::uint32_t i = 0; i < 128; ++i) add(*t, v4(i + 1, 2, 1, 2), 5, 0, &e);
   EXPECT_EQ(t->clear(), t->capacity());
   EXPECT_EQ(t->size(), 0u);
-  EXPECT_EQ(t->insert(make_flow_key(v4(1, 2, 1, 2), d), d, 5, 0, &e), InsertResult::inserted);
+  EXPECT_EQ(add(*t, v4(1, 2, 1, 2), 5, 0, &e), InsertResult::inserted);
 }
 
 constexpr std::uint8_t FIN = 1, SYN = 2, RST = 4, ACK = 16;

@@ -7,15 +7,22 @@
 // the signature), so a lookup touches at most two bucket lines and, on a signature match, one
 // entry. bulk lookups prefetch both stages for a whole burst before comparing anything.
 // Aging is incremental: each call inspects a bounded number of buckets, so it never stalls a burst.
+// The bucket hash is keyed with a per-table random secret (NH universal hash): an attacker who
+// knows this code still cannot choose keys that share buckets.
 #pragma once
 
+#include <smmintrin.h>
+
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <expected>
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "zt/dataplane/parser.hpp"
 
@@ -30,16 +37,64 @@ struct alignas(8) FlowKey {
   std::uint8_t proto = 0;
   std::uint8_t version = 0;
   std::uint16_t zone = 0;  // reserved for VLAN/segment scoping; 0 today
-  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+  // Three vector compares instead of a memcmp call (the key has no padding: every byte counts).
+  friend bool operator==(const FlowKey& a, const FlowKey& b) noexcept {
+    const auto* x = reinterpret_cast<const std::uint8_t*>(&a);
+    const auto* y = reinterpret_cast<const std::uint8_t*>(&b);
+    const __m128i d0 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(y)));
+    const __m128i d1 = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(y + 16)));
+    std::uint64_t t0, t1;
+    std::memcpy(&t0, x + 32, 8);
+    std::memcpy(&t1, y + 32, 8);
+    return _mm_testz_si128(_mm_or_si128(d0, d1), _mm_or_si128(d0, d1)) && t0 == t1;
+  }
 };
 static_assert(sizeof(FlowKey) == 40);
+static_assert(std::has_unique_object_representations_v<FlowKey>, "operator== compares raw bytes");
 
 // Direction of a packet relative to the key: lo→hi or hi→lo.
 enum class KeyDir : std::uint8_t { lo_to_hi = 0, hi_to_lo = 1 };
 
-// Builds the canonical key of a parsed IP layer and says which way the packet goes. ICMP echo
-// uses its identifier as both ports so the request and the reply share a key.
-FlowKey make_flow_key(const IpLayer& l, KeyDir& dir) noexcept;
+// Builds the canonical key of a parsed IP layer into `k` (every byte written, so `k` may be
+// uninitialised storage) and says which way the packet goes. The lower (address, port) pair is
+// the one whose address is smaller byte by byte (memcmp order), ports breaking a tie. ICMP has
+// no ports (type/code are not ports): both are 0 in its key. Straight-line code: two 128-bit
+// compares and conditional moves, no memcmp call, no branch on the packet's direction.
+inline void make_flow_key_into(const IpLayer& l, FlowKey& k, KeyDir& dir) noexcept {
+  __extension__ using U128 = unsigned __int128;
+  std::uint64_t s[2], d[2];
+  std::memcpy(s, l.src.b.data(), 16);
+  std::memcpy(d, l.dst.b.data(), 16);
+  // The addresses as big-endian 128-bit numbers compare as memcmp compares their bytes.
+  const U128 sv = (U128{__builtin_bswap64(s[0])} << 64) | __builtin_bswap64(s[1]);
+  const U128 dv = (U128{__builtin_bswap64(d[0])} << 64) | __builtin_bswap64(d[1]);
+  const bool icmp = l.proto == 1 || l.proto == 58;
+  const std::uint64_t sp = icmp ? 0U : l.sport, dp = icmp ? 0U : l.dport;
+  const bool src_is_lo = (sv < dv) | ((sv == dv) & (sp <= dp));
+  const std::uint64_t lo0 = src_is_lo ? s[0] : d[0], lo1 = src_is_lo ? s[1] : d[1];
+  const std::uint64_t hi0 = src_is_lo ? d[0] : s[0], hi1 = src_is_lo ? d[1] : s[1];
+  // The key's last 8 bytes as one little-endian word: port_lo, port_hi, proto, version, zone 0.
+  const std::uint64_t tail = (src_is_lo ? sp | dp << 16 : dp | sp << 16) |
+                             std::uint64_t{l.proto} << 32 | std::uint64_t{l.version} << 40;
+  static_assert(offsetof(FlowKey, port_lo) == 32 && offsetof(FlowKey, proto) == 36 &&
+                offsetof(FlowKey, version) == 37 && offsetof(FlowKey, zone) == 38);
+  static_assert(std::endian::native == std::endian::little);
+  auto* out = reinterpret_cast<std::uint8_t*>(&k);
+  std::memcpy(out, &lo0, 8);
+  std::memcpy(out + 8, &lo1, 8);
+  std::memcpy(out + 16, &hi0, 8);
+  std::memcpy(out + 24, &hi1, 8);
+  std::memcpy(out + 32, &tail, 8);
+  dir = src_is_lo ? KeyDir::lo_to_hi : KeyDir::hi_to_lo;
+}
+
+inline FlowKey make_flow_key(const IpLayer& l, KeyDir& dir) noexcept {
+  FlowKey k;
+  make_flow_key_into(l, k, dir);
+  return k;
+}
 
 enum class TcpState : std::uint8_t {
   none = 0,      // not TCP
@@ -101,6 +156,9 @@ class FlowTable {
 
   // Looks up n keys (n <= 64); out[i] is the entry or nullptr. Prefetches both stages first.
   void lookup_bulk(const FlowKey* keys, unsigned n, FlowEntry** out) noexcept;
+  // The table's keyed hash of `key` (bucket from the high half, signature from bits 8-23). Two
+  // tables hash the same key differently: the key is drawn at random by create(). For tests.
+  std::uint64_t hash_of(const FlowKey& key) const noexcept;
   FlowEntry* lookup(const FlowKey& key) noexcept;
 
   // Inserts a new flow; on success `*entry` points at it (zeroed but for key, identity,
@@ -161,6 +219,8 @@ class FlowTable {
   bool quota_add(std::uint32_t identity, int delta) noexcept;
   void remove_at(Bucket& b, unsigned slot) noexcept;
 
+  // NH key: 10 32-bit words added to the key's 10 words (words 10-11 stay 0), then mixed.
+  alignas(16) std::uint32_t hash_key_[12] = {};
   Bucket* buckets_ = nullptr;
   FlowEntry* entries_ = nullptr;
   std::uint8_t* live_ = nullptr;
