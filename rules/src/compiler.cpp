@@ -3,6 +3,7 @@
 #include <hs/hs.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <iterator>
 #include <map>
@@ -122,6 +123,7 @@ class SnapshotBuilder {
     match_sources();
     match_destinations();
     number_entries();
+    build_port_filters();
     intern_classes();
     if (auto e = build_tables(); !e) return std::unexpected(e.error());
     build_identity_hash();
@@ -175,7 +177,6 @@ class SnapshotBuilder {
       if (!named) continue;
       auto src = static_cast<std::uint32_t>(nid_ + 1 + pseudo_leaf_.size());
       pseudo_leaf_.push_back(leaf);
-      s.leaves_[leaf].untagged = kFirstSegmentSourceIdentity + leaf;
       for (auto [seg, len] : s.leaf_chain_[leaf])
         if (source_segment[seg]) seg_pseudo[seg].push_back(src);
     }
@@ -283,6 +284,40 @@ class SnapshotBuilder {
       s.entries_.push_back(e);
     }
     std::sort(s.entry_index_.begin(), s.entry_index_.end());
+  }
+
+  // Port filters (snapshot.hpp port_filter_): per leaf, for TCP and UDP, the bits
+  // (port & 63) of every port a rule that can reach the leaf covers. Rules towards `any` reach
+  // every leaf; the others reach the leaves leaf_rules_ lists. Exact: a clear bit means no rule
+  // of any group matches the port there, whatever the source.
+  void build_port_filters() {
+    auto& s = *snap_;
+    const auto& rules = policy_.rules;
+    std::vector<std::array<std::uint64_t, kProtoClasses>> of_rule(rules.size());
+    for (std::uint32_t r = 0; r < rules.size(); ++r) {
+      std::uint64_t ports = 0;
+      if (rules[r].ports.empty()) ports = ~0ull;
+      for (auto& pr : rules[r].ports) {
+        if (std::uint32_t{pr.hi} - pr.lo >= 63) {
+          ports = ~0ull;
+          break;
+        }
+        for (std::uint32_t q = pr.lo; q <= pr.hi; ++q) ports |= 1ull << (q & 63);
+      }
+      of_rule[r].fill(0);
+      for (auto p : proto_classes(rules[r])) of_rule[r][p] = ports;
+    }
+    std::array<std::uint64_t, kProtoClasses> anywhere{};
+    for (std::uint32_t r = 0; r < rules.size(); ++r)
+      if (rules[r].to.any)
+        for (std::uint32_t p = 0; p < kProtoClasses; ++p) anywhere[p] |= of_rule[r][p];
+    s.port_filter_.assign(s.leaves_.size() * 2, 0);
+    for (std::uint32_t leaf = 0; leaf < s.leaves_.size(); ++leaf) {
+      auto f = anywhere;
+      for (auto [r, d] : leaf_rules_[leaf])
+        for (std::uint32_t p = 0; p < kProtoClasses; ++p) f[p] |= of_rule[r][p];
+      s.port_filter_[leaf * 2] = f[0], s.port_filter_[leaf * 2 + 1] = f[1];
+    }
   }
 
   std::uint32_t entry(std::uint32_t r, std::uint8_t d) const {
@@ -454,8 +489,12 @@ class SnapshotBuilder {
     std::vector<PolicySnapshot::IdentitySlot> slots;
     for (std::uint32_t i = 0; i < nid_; ++i) slots.push_back(slot(policy_.identities[i].id, i, true));
     slots.push_back(slot(kUnauthenticated, nid_, false));
-    for (std::size_t k = 0; k < pseudo_leaf_.size(); ++k)
+    // Each leaf as an untagged source: its pseudo identity's slot, else unauthenticated's.
+    s.untagged_.assign(s.leaves_.size(), slots.back());
+    for (std::size_t k = 0; k < pseudo_leaf_.size(); ++k) {
       slots.push_back(slot(kFirstSegmentSourceIdentity + pseudo_leaf_[k], nid_ + 1 + k, false));
+      s.untagged_[pseudo_leaf_[k]] = slots.back();
+    }
     // At most half full: 2^(32 - shift) slots in buckets of 4, first free slot from the bucket
     // the hash names on (find_identity stops at the first bucket with a free slot).
     s.identity_shift_ = next_pow2_shift(slots.size(), 32) + 2;
@@ -532,7 +571,8 @@ class SnapshotBuilder {
     st.rate_classes = s.rate_classes_.size();
     st.memory_bytes = s.lpm4_.memory_bytes() + s.lpm6_.memory_bytes() +
                       s.identities_.size() * sizeof(PolicySnapshot::IdentityBucket) +
-                      s.leaves_.size() * sizeof(PolicySnapshot::LeafInfo) +
+                      s.leaves_.size() * (sizeof(PolicySnapshot::LeafInfo) + sizeof(PolicySnapshot::IdentitySlot)) +
+                      s.port_filter_.size() * 8 +
                       s.combos_.size() * sizeof(PolicySnapshot::ComboBucket) +
                       (s.group_b_.size() + s.group_c_.size() + s.group_d_.size() + s.ports_.size()) * 4 +
                       s.entries_.size() * sizeof(VerdictEntry) + s.l7_database_bytes();

@@ -131,40 +131,60 @@ PolicySnapshot::~PolicySnapshot() {
   return v;
 }
 
-// The winning entry over every group (0 = none).
+// The winning entry over the groups (0 = none). With kSkip (classify), a group is consulted
+// only when the source and leaf share its reach bit: group A a destination-class bit, group B
+// kReachDeclared, groups C and D kReachAnywhere; a group without it answers entry 0 anyway
+// (exact, snapshot.hpp). Without (classify_all_groups, the reference) every group is read:
+// class 0 rows and a missing combination lead to port table 0, which answers entry 0.
+// Groups empty in the whole policy are skipped either way (the same branch for every key).
+template <bool kSkip>
 [[gnu::always_inline]] inline std::uint32_t PolicySnapshot::lookup_groups(const IdentitySlot& s, const LeafInfo& leaf,
                                                                          std::uint32_t p,
                                                                          std::uint16_t port) const noexcept {
   const std::uint32_t declared = (s.reach & kReachDeclared) >> 1;
-  // Every group is consulted unconditionally: class 0 rows and a missing combination lead to
-  // port table 0, which answers entry 0. Fewer branches beat skipping empty groups.
-  // (Groups empty in the whole policy are skipped: that branch is the same for every key.)
+  const std::uint32_t common = kSkip ? s.reach & leaf.reach : ~0u;
   std::uint32_t best = 0;
-  if (groups_ & kGroupA)
+  if ((groups_ & kGroupA) && (common & ~(kReachAnywhere | kReachDeclared)) != 0)
     best = port_lookup(find_combo((std::uint64_t{s.src_a} << 32) | (std::uint64_t{leaf.dst_a} << 3) | p), port);
-  if (groups_ & kGroupB) best = std::max(best, port_lookup(group_b_[(leaf.dst_b * 8 + p) * 2 + declared], port));
-  if (groups_ & kGroupC) best = std::max(best, port_lookup(group_c_[s.src_c * 8 + p], port));
-  if (groups_ & kGroupD) best = std::max(best, port_lookup(group_d_[p * 2 + declared], port));
+  if ((groups_ & kGroupB) && (common & kReachDeclared) != 0)
+    best = std::max(best, port_lookup(group_b_[(leaf.dst_b * 8 + p) * 2 + declared], port));
+  if ((common & kReachAnywhere) != 0) {
+    if (groups_ & kGroupC) best = std::max(best, port_lookup(group_c_[s.src_c * 8 + p], port));
+    if (groups_ & kGroupD) best = std::max(best, port_lookup(group_d_[p * 2 + declared], port));
+  }
   return best;
 }
 
-Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept {
-  const IdentitySlot src = find_identity(k.src);
-  const LeafInfo& leaf = leaves_[k.dst.v6 ? lpm6_.lookup(k.dst) : lpm4_.lookup(k.dst)];
+// Steps 2-4 of classify for a source already looked up.
+[[gnu::always_inline]] inline Verdict PolicySnapshot::classify_from(const IdentitySlot& src,
+                                                                   const FlowKey& k) const noexcept {
+  const std::uint32_t l = leaf_of(k.dst);
+  const LeafInfo& leaf = leaves_[l];
   // Reach test: a source with no rule towards anything in this leaf is denied here (floods of
   // untagged or unknown sources to protected destinations end at this line).
   if ((src.reach & leaf.reach) == 0) return default_deny(leaf);
-  std::uint32_t p = kProtoClass[k.proto];
-  auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
-  return finish(lookup_groups(src, leaf, p, port), leaf);
+  const std::uint32_t p = kProtoClass[k.proto];
+  const auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
+  // Port filter: no rule towards this leaf names this port with this protocol (floods of
+  // sources that have rules here, to closed ports, end at this line).
+  if (p < 2 && ((port_filter_[l * 2 + p] >> (port & 63)) & 1) == 0) return default_deny(leaf);
+  return finish(lookup_groups<true>(src, leaf, p, port), leaf);
+}
+
+Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept { return classify_from(find_identity(k.src), k); }
+
+Verdict PolicySnapshot::classify_untagged(const IpAddress& src, const FlowKey& k, IdentityId& identity) const noexcept {
+  const IdentitySlot& s = untagged_[leaf_of(src)];
+  identity = s.id;
+  return classify_from(s, k);
 }
 
 Verdict PolicySnapshot::classify_all_groups(const FlowKey& k) const noexcept {
   const IdentitySlot src = find_identity(k.src);
-  const LeafInfo& leaf = leaves_[k.dst.v6 ? lpm6_.lookup(k.dst) : lpm4_.lookup(k.dst)];
+  const LeafInfo& leaf = leaves_[leaf_of(k.dst)];
   std::uint32_t p = kProtoClass[k.proto];
   auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
-  return finish(lookup_groups(src, leaf, p, port), leaf);
+  return finish(lookup_groups<false>(src, leaf, p, port), leaf);
 }
 
 std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::span<Verdict> out) const noexcept {
@@ -191,13 +211,14 @@ std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::s
     for (std::size_t i = 0; i < m; ++i) {
       const IdentitySlot s = find_identity(k[i].src);
       const LeafInfo& l = leaves_[leaf[i]];
-      reached[i] = (s.reach & l.reach) != 0;
+      proto[i] = kProtoClass[k[i].proto];
+      port[i] = static_cast<std::uint16_t>(proto[i] < 2 ? k[i].dport : 0);
+      reached[i] = (s.reach & l.reach) != 0 &&
+                   (proto[i] >= 2 || ((port_filter_[leaf[i] * 2 + proto[i]] >> (port[i] & 63)) & 1) != 0);
       if (!reached[i]) continue;
       std::uint32_t src_a = s.src_a;
       src_c[i] = s.src_c;
       declared[i] = (s.reach & kReachDeclared) >> 1;
-      proto[i] = kProtoClass[k[i].proto];
-      port[i] = static_cast<std::uint16_t>(proto[i] < 2 ? k[i].dport : 0);
       combo[i] = (std::uint64_t{src_a} << 32) | (std::uint64_t{l.dst_a} << 3) | proto[i];
       __builtin_prefetch(&combos_[static_cast<std::size_t>((combo[i] * 0x9E3779B97F4A7C15ull) >> combo_shift_)]);
     }
@@ -223,7 +244,7 @@ std::size_t PolicySnapshot::classify_burst(std::span<const FlowKey> keys, std::s
 }
 
 IdentityId PolicySnapshot::resolve_untagged(const IpAddress& src) const noexcept {
-  return leaves_[src.v6 ? lpm6_.lookup(src) : lpm4_.lookup(src)].untagged;
+  return untagged_[leaf_of(src)].id;
 }
 
 bool PolicySnapshot::is_declared_identity(IdentityId id) const noexcept {

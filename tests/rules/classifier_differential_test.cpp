@@ -1,11 +1,14 @@
-// The classifier's shortcut (the reach test: a source with no rule towards the destination's
-// leaf is denied before any port table) must never change an answer. Random policies of every
-// shape (groups A-D, labels, untagged segment sources, unauthenticated, nested and audit
-// segments, IPv4 and IPv6, rates, L7, payload: hdr) and random keys; classify() and
+// The classifier's shortcuts (the reach test: a source with no rule towards the destination's
+// leaf is denied before any port table; the leaf's port filter: no rule towards the leaf names
+// the port) must never change an answer. Random policies of every shape (groups A-D, labels,
+// untagged segment sources, unauthenticated, nested and audit segments, IPv4 and IPv6, rates,
+// L7, payload: hdr, ports across the whole range) and random keys; classify() and
 // classify_burst() are held field by field to classify_all_groups() (every group's tables,
 // no shortcut) and, for the deciding rule, to a direct evaluation of every rule.
+// classify_untagged(address, key) is held to resolve_untagged(address) + classify_all_groups.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -18,7 +21,15 @@ struct Shape {
   int identities, segments, rules;
   int pct_any_from, pct_any_to;  // share of wildcard selectors (groups B, C, D)
   std::size_t min_destination_classes = 0;
+  // Rule ports spread over 0-65535 (a few well-known ports, ranges that cross a multiple of 64,
+  // high ports) and key ports near them, on the same port-filter bit or one off: what the port
+  // filter decides on. Otherwise ports and keys stay in 0-259 (every filter bit set).
+  bool wide_ports = false;
 };
+
+// Ports for wide_ports shapes: rules pick from these (and ranges starting at them), keys pick
+// from these plus or minus multiples of 64 (same filter bit, other port) and plus or minus one.
+constexpr std::uint16_t kWidePorts[] = {22, 53, 80, 443, 3306, 5432, 8080, 8443, 9999, 60000, 65535, 1000};
 
 // Addresses live in a small space so prefixes nest and random keys hit them.
 IpAddress random_v4(std::mt19937& rng) { return IpAddress::v4((10u << 24) | ((rng() % 4) << 16) | (rng() & 0xffff)); }
@@ -91,7 +102,14 @@ std::string random_policy(const Shape& sh, std::mt19937& rng) {
       case 3: proto = "[tcp, udp]"; break;
       default: proto = "tcp";
     }
-    if (proto != "icmp" && proto != "any" && rng() % 4) {
+    // Wide shapes: a rule towards `any` with every port would open every leaf's filter.
+    if (sh.wide_ports && to == "any" && proto == "any") proto = "tcp";
+    if (sh.wide_ports && proto != "icmp" && proto != "any" && (to == "any" || rng() % 8)) {
+      int lo = kWidePorts[rng() % std::size(kWidePorts)];
+      int hi = rng() % 3 ? lo : std::min(65535, lo + static_cast<int>(rng() % 3 == 0 ? 64 + rng() % 100 : rng() % 40));
+      ports = ", ports: [" + std::to_string(lo) + "-" + std::to_string(hi) +
+              (rng() % 3 ? "" : ", " + std::to_string(kWidePorts[rng() % std::size(kWidePorts)])) + "]";
+    } else if (!sh.wide_ports && proto != "icmp" && proto != "any" && rng() % 4) {
       int lo = static_cast<int>(rng() % 200), hi = lo + static_cast<int>(rng() % 3 ? 0 : rng() % 50);
       ports = ", ports: [" + std::to_string(lo) + "-" + std::to_string(hi) + (rng() % 3 ? "" : ", 443") + "]";
     }
@@ -135,6 +153,21 @@ bool any_rule_connects(const PolicySnapshot& s, const FlowKey& k) {
   return false;
 }
 
+// Whether some rule, from any source, covers the key's destination, protocol and port.
+bool port_open_anywhere(const PolicySnapshot& s, const FlowKey& k) {
+  const auto& rules = s.source().rules;
+  const bool ported = k.proto == kProtoTcp || k.proto == kProtoUdp;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const auto& r = rules[i];
+    if (!s.rule_matches_destination(i, k.dst)) continue;
+    if (!r.protos.empty() && std::find(r.protos.begin(), r.protos.end(), k.proto) == r.protos.end()) continue;
+    if (!ported || r.ports.empty() ||
+        std::any_of(r.ports.begin(), r.ports.end(), [&](auto& p) { return p.lo <= k.dport && k.dport <= p.hi; }))
+      return true;
+  }
+  return false;
+}
+
 std::string describe(const PolicySnapshot& s, const FlowKey& k) {
   return s.identity_name(k.src) + " -> " + to_string(k.dst) + " " + proto_name(k.proto) + "/" + std::to_string(k.dport);
 }
@@ -150,15 +183,24 @@ void expect_same(const Verdict& got, const Verdict& want, const std::string& wha
   EXPECT_EQ(got.payload_hdr, want.payload_hdr) << what;
 }
 
-void run_differential(const Shape& shape, unsigned seed, int nkeys) {
+struct Seen {
+  int untagged_allowed = 0, closed_port = 0;
+};
+
+int failures() { return ::testing::UnitTest::GetInstance()->current_test_info()->result()->total_part_count(); }
+
+Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
+  const int failures_before = failures();
   std::mt19937 rng(seed);
   const auto yaml = random_policy(shape, rng);
   auto p = parse_policy({{"random.yaml", yaml}});
-  ASSERT_TRUE(p.has_value()) << format(p.error()[0]) << "\n" << yaml;
+  EXPECT_TRUE(p.has_value()) << format(p.error()[0]) << "\n" << yaml;
+  if (!p) return {};
   auto compiled = compile(*p, {.revision = seed});
-  ASSERT_TRUE(compiled.has_value()) << format(compiled.error()[0]);
+  EXPECT_TRUE(compiled.has_value()) << format(compiled.error()[0]);
+  if (!compiled) return {};
   const auto& s = **compiled;
-  ASSERT_GE(s.stats().destination_classes, shape.min_destination_classes) << "seed " << seed;
+  EXPECT_GE(s.stats().destination_classes, shape.min_destination_classes) << "seed " << seed;
 
   std::vector<IdentityId> sources{kUnauthenticated, 99999, kInvalidIdentity, kFirstSegmentSourceIdentity + 12345};
   for (int i = 0; i < shape.identities; ++i) sources.push_back(1000 + i);
@@ -170,11 +212,26 @@ void run_differential(const Shape& shape, unsigned seed, int nkeys) {
     k.src = rng() % 4 ? sources[rng() % sources.size()] : s.resolve_untagged(random_v4(rng));
     k.dst = rng() % 4 ? random_v4(rng) : random_v6(rng);
     k.proto = protos[rng() % std::size(protos)];
-    k.dport = static_cast<std::uint16_t>(rng() % 8 ? rng() % 260 : 443);
+    if (!shape.wide_ports) {
+      k.dport = static_cast<std::uint16_t>(rng() % 8 ? rng() % 260 : 443);
+    } else {
+      int port = kWidePorts[rng() % std::size(kWidePorts)];
+      switch (rng() % 5) {
+        case 0: port += 64 * (static_cast<int>(rng() % 9) - 4); break;
+        case 1: port += static_cast<int>(rng() % 3) - 1; break;
+        case 2: port = static_cast<int>(rng() % 65536); break;
+        default: break;
+      }
+      k.dport = static_cast<std::uint16_t>(std::clamp(port, 0, 65535));
+    }
   }
+  // Untagged sources by address: inside segments (pseudo identities where a rule names the
+  // segment as a source) and outside (unauthenticated).
+  std::vector<IpAddress> untagged_src(keys.size());
+  for (auto& a : untagged_src) a = rng() % 4 ? random_v4(rng) : random_v6(rng);
   std::vector<Verdict> burst(keys.size());
-  ASSERT_EQ(s.classify_burst(keys, burst), keys.size());
-  int unconnected = 0, allowed = 0, denied_by_rule = 0;
+  EXPECT_EQ(s.classify_burst(keys, burst), keys.size());
+  int unconnected = 0, allowed = 0, denied_by_rule = 0, pseudo_sources = 0, untagged_allowed = 0, closed_port = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const auto& k = keys[i];
     const auto want = s.classify_all_groups(k);
@@ -182,25 +239,51 @@ void run_differential(const Shape& shape, unsigned seed, int nkeys) {
     const auto what = describe(s, k);
     expect_same(got, want, "classify: " + what);
     expect_same(burst[i], want, "classify_burst: " + what);
-    ASSERT_EQ(want.rule_id, direct(s, k)) << what;
+    EXPECT_EQ(want.rule_id, direct(s, k)) << what;
     if (!any_rule_connects(s, k)) {
       ++unconnected;
-      ASSERT_EQ(got.reason, DropReason::policy_default_deny) << what;
+      EXPECT_EQ(got.reason, DropReason::policy_default_deny) << what;
+    } else if (!port_open_anywhere(s, k)) {
+      ++closed_port;  // the port filter's case: the source has rules here, none for this port
+      EXPECT_EQ(got.reason, DropReason::policy_default_deny) << what;
     }
     allowed += got.disposition == Disposition::allow;
     denied_by_rule += got.reason == DropReason::policy_deny;
-    if (::testing::Test::HasFailure()) FAIL() << "seed " << seed << ", policy:\n" << yaml;
+    // classify_untagged: the identity resolve_untagged gives, and classify's verdict for it.
+    FlowKey uk = k;
+    uk.src = s.resolve_untagged(untagged_src[i]);
+    FlowKey ignored = k;
+    ignored.src = 424242;  // classify_untagged ignores key.src
+    IdentityId id = kInvalidIdentity;
+    const auto ugot = s.classify_untagged(untagged_src[i], ignored, id);
+    const auto uwhat = "classify_untagged from " + to_string(untagged_src[i]) + ": " + describe(s, uk);
+    EXPECT_EQ(id, uk.src) << uwhat;
+    expect_same(ugot, s.classify_all_groups(uk), uwhat);
+    pseudo_sources += uk.src != kUnauthenticated;
+    untagged_allowed += ugot.disposition == Disposition::allow;
+    if (failures() != failures_before) {
+      ADD_FAILURE() << "seed " << seed << ", policy:\n" << yaml;
+      return {};
+    }
   }
   // The keys cover all three outcomes, and the shortcut's case (no rule connects source and
   // destination) as well as the full lookup.
-  EXPECT_GT(unconnected, nkeys / 10) << "seed " << seed;
+  // (Wide shapes give every `to: any` rule ports, so fewer keys are unconnected: there the
+  // closed-port count is the coverage check.)
+  if (!shape.wide_ports) {
+    EXPECT_GT(unconnected, nkeys / 10) << "seed " << seed;
+  }
   EXPECT_LT(unconnected, nkeys - nkeys / 10) << "seed " << seed;
   EXPECT_GT(allowed, 0) << "seed " << seed;
   EXPECT_GT(denied_by_rule, 0) << "seed " << seed;
+  EXPECT_GT(pseudo_sources, 0) << "seed " << seed;
+  return {untagged_allowed, closed_port};
 }
 
 TEST(ClassifierShortcut, NeverChangesAVerdictOnRandomPoliciesOfMixedShape) {
-  for (unsigned seed = 1; seed <= 8; ++seed) run_differential({30, 16, 80, 15, 15}, seed, 2500);
+  int untagged_allowed = 0;
+  for (unsigned seed = 1; seed <= 8; ++seed) untagged_allowed += run_differential({30, 16, 80, 15, 15}, seed, 2500).untagged_allowed;
+  EXPECT_GT(untagged_allowed, 100);  // classify_untagged met allowed keys too
 }
 
 TEST(ClassifierShortcut, NeverChangesAVerdictWithManyDestinationClasses) {
@@ -211,6 +294,15 @@ TEST(ClassifierShortcut, NeverChangesAVerdictWithManyDestinationClasses) {
 TEST(ClassifierShortcut, NeverChangesAVerdictWhenWildcardsDominate) {
   // Many `from: any` / `to: any` rules (groups B, C, D everywhere).
   for (unsigned seed = 200; seed <= 203; ++seed) run_differential({20, 10, 60, 50, 50}, seed, 2000);
+}
+
+TEST(ClassifierShortcut, NeverChangesAVerdictWithPortsAcrossTheWholeRange) {
+  // The port filter decides: key ports on a rule port's filter bit but not its port, one off,
+  // and random ones.
+  for (unsigned seed = 300; seed <= 305; ++seed)
+    EXPECT_GT(run_differential({30, 16, 80, 15, 15, 0, true}, seed, 2500).closed_port, 2500 / 40) << "seed " << seed;
+  for (unsigned seed = 310; seed <= 311; ++seed)
+    EXPECT_GT(run_differential({20, 10, 60, 50, 50, 0, true}, seed, 2000).closed_port, 2000 / 40) << "seed " << seed;
 }
 
 TEST(ClassifierShortcut, UntaggedSourceWithoutRulesIsDeniedWithTheLeafsSegmentAndMode) {
