@@ -8,6 +8,8 @@
 
 #include <array>
 #include <atomic>
+#include <bit>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 
@@ -131,11 +133,48 @@ inline std::uint8_t verdict_flags(const rules::Verdict& v, bool tagged) noexcept
                                    (v.disposition == rules::Disposition::audit ? kFlagAudit : 0));
 }
 
-inline void count_drop(WorkerCounters& c, DropReason r) noexcept {
-  c.drops[static_cast<std::size_t>(r)].inc();
-}
 inline void count_drop_n(WorkerCounters& c, DropReason r, unsigned n) noexcept {
   c.drops[static_cast<std::size_t>(r)].add(n);
+}
+
+// parse_mbuf with its common case inlined here: a first segment that holds the whole window is
+// parsed in place (the parser's fast path inlines too: no call per packet); a chain, or a first
+// segment shorter than the window, goes through parse_mbuf (gathered into `scratch`).
+[[gnu::always_inline]] inline DropReason parse_pkt(const rte_mbuf* m, ParsedPacket& out,
+                                                   std::array<std::uint8_t, kParseWindow>& scratch) noexcept {
+  const std::uint32_t pkt_len = rte_pktmbuf_pkt_len(m);
+  const std::uint32_t want = std::min<std::uint32_t>(pkt_len, kParseWindow);
+  if (rte_pktmbuf_data_len(m) >= want) [[likely]]
+    return parse_frame_inlined({rte_pktmbuf_mtod(m, const std::uint8_t*), want}, pkt_len, out);
+  return parse_mbuf(m, out, scratch);
+}
+
+// Frees a burst's drops. The common case, every mbuf direct, holding one reference, one segment
+// and from one pool, goes back to the mempool in one put without rte_pktmbuf_free_bulk's
+// per-mbuf segment walk: that reads `next`, on the mbuf's second cache line, which nothing else
+// on a drop touches (a single-segment mbuf has `next` NULL: rte_mbuf_check's invariant, which
+// the mempool also keeps for free mbufs). Anything else takes the general bulk free.
+inline void free_dropped(rte_mbuf** v, unsigned n) noexcept {
+  rte_mempool* const pool = v[0]->pool;
+  // refcnt and nb_segs are bytes 2-5 of the 8-byte rearm word (data_off, refcnt, nb_segs,
+  // port): both 1 is one compare. Any difference is ORed into `odd`.
+  static_assert(offsetof(rte_mbuf, refcnt) == offsetof(rte_mbuf, data_off) + 2 &&
+                offsetof(rte_mbuf, nb_segs) == offsetof(rte_mbuf, data_off) + 4);
+  static_assert(std::endian::native == std::endian::little);
+  constexpr std::uint64_t kOne = 0x0000'0001'0001'0000ULL;  // refcnt 1, nb_segs 1
+  std::uint64_t odd = 0;
+  for (unsigned i = 0; i < n; ++i) {
+    const rte_mbuf* m = v[i];
+    std::uint64_t rearm;
+    std::memcpy(&rearm, &m->data_off, sizeof rearm);
+    odd |= ((rearm & 0x0000'FFFF'FFFF'0000ULL) ^ kOne) |
+           (reinterpret_cast<std::uintptr_t>(m->pool) ^ reinterpret_cast<std::uintptr_t>(pool)) |
+           (m->ol_flags & (RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL));
+  }
+  if (odd == 0) [[likely]]
+    rte_mempool_put_bulk(pool, reinterpret_cast<void* const*>(v), n);
+  else
+    rte_pktmbuf_free_bulk(v, n);
 }
 
 // One flow-log record (flow_log.hpp), if the worker's flow-log bucket has a token and the ring
@@ -366,7 +405,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
     Pkt& p = *std::construct_at(pk + i);
     bytes += rte_pktmbuf_pkt_len(pkts[i]);
-    p.drop = parse_mbuf(pkts[i], p.pp, scratch);
+    p.drop = parse_pkt(pkts[i], p.pp, scratch);
     if (p.drop != DropReason::none || p.pp.kind == FrameKind::arp) continue;
     p.ip = true;
     p.tagged = p.pp.kind == FrameKind::geneve && p.pp.tag_off != 0;
@@ -475,14 +514,15 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         }
         if ((p.drop = from_source(p.pp.outer, false)) != DropReason::none) continue;
       }
-      p.identity = policy->resolve_untagged(to_rules(l.src.b, l.version));
     }
     rules::FlowKey fk;
     fk.src = p.identity;
     fk.dst = to_rules(l.dst.b, l.version);
     fk.proto = l.proto;
     fk.dport = l.dport;
-    p.verdict = policy->classify(fk);
+    // Untagged: the source's identity (resolve_untagged) comes with the verdict, one lookup less.
+    p.verdict = p.tagged ? policy->classify(fk)
+                         : policy->classify_untagged(to_rules(l.src.b, l.version), fk, p.identity);
     p.rule = p.verdict.rule_id;
     p.has_rule = true;
     p.steps |= kStepClassified;
@@ -561,8 +601,21 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   rte_mbuf* gone[kBurst];
   unsigned ngone = 0;
   std::array<std::uint16_t, kIdentityClassCount> cls_packets{}, cls_dropped{};
-  RuleSlot* rule_slot = nullptr;  // the last rule counted: bursts are mostly one or few rules
+  // Per-burst counting (dataplane/README "Finish"): a burst is mostly one rule and one drop
+  // reason, so counts run up in registers and reach the shared counters when the rule or the
+  // reason changes and once at the end, instead of a load and a store per packet and counter.
+  RuleSlot* rule_slot = nullptr;  // the last rule counted
   rules::RuleId rule_of_slot = 0;
+  unsigned run_fwd = 0, run_dropped = 0, run_denied = 0;  // for rule_slot, not yet added
+  DropReason run_reason = DropReason::none;
+  unsigned run_drops = 0;  // drops of run_reason, not yet added
+  const auto flush_rule = [&]() noexcept {
+    if (rule_slot == nullptr) return;
+    if (run_fwd != 0) rule_slot->packets_forwarded.add(run_fwd);
+    if (run_dropped != 0) rule_slot->packets_dropped.add(run_dropped);
+    if (run_denied != 0) rule_slot->flows_denied.add(run_denied);
+    run_fwd = run_dropped = run_denied = 0;
+  };
   for (unsigned i = 0; i < n; ++i) {
     Pkt& p = pk[i];
     rte_mbuf* m = pkts[i];
@@ -691,7 +744,11 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     const bool dropped = p.drop != DropReason::none;
     if (capture_ != nullptr) capture_->offer(m, p.drop, in_port, clk.now_ns);  // capture.hpp
     if (dropped) {
-      count_drop(c, p.drop);
+      if (p.drop != run_reason) {
+        if (run_drops != 0) count_drop_n(c, run_reason, run_drops);
+        run_reason = p.drop, run_drops = 0;
+      }
+      ++run_drops;
       gone[ngone++] = m;  // freed together after the loop
     } else {
       pkts[keep++] = m;
@@ -700,24 +757,30 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     ++cls_packets[cls];
     cls_dropped[cls] = static_cast<std::uint16_t>(cls_dropped[cls] + dropped);
     if (p.has_rule) {
-      if (rule_slot == nullptr || rule_of_slot != p.rule) rule_slot = &c.rules.slot(p.rule), rule_of_slot = p.rule;
-      (dropped ? rule_slot->packets_dropped : rule_slot->packets_forwarded).inc();
+      if (rule_slot == nullptr || rule_of_slot != p.rule) [[unlikely]] {
+        flush_rule();
+        rule_slot = &c.rules.slot(p.rule), rule_of_slot = p.rule;
+      }
+      run_dropped += dropped;
+      run_fwd += !dropped;
       // A new flow the policy refused (an audit "would deny" is an admission, counted above).
       if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny) {
-        rule_slot->flows_denied.inc();
+        ++run_denied;
         if (flow_log_ != nullptr)  // no ring: skip the call (a flood's every packet gets here)
           flow_log(flow_log_, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
                    FlowLogKind::deny, clk, revision, c);
       }
     }
   }
+  flush_rule();
+  if (run_drops != 0) count_drop_n(c, run_reason, run_drops);
   for (std::size_t k = 0; k < kIdentityClassCount; ++k) {
     if (cls_packets[k] == 0) continue;
     c.classes[k].packets.add(cls_packets[k]);
     if (cls_dropped[k] != 0) c.classes[k].dropped.add(cls_dropped[k]);
   }
   // One mempool put for the burst's drops instead of one per packet.
-  if (ngone != 0) rte_pktmbuf_free_bulk(gone, ngone);
+  if (ngone != 0) free_dropped(gone, ngone);
   stamp(Stage::finish, n);
   if (trace_left_ != 0) [[unlikely]]
     trace_burst(pk, n, in_port, revision, clk.tsc, trace_ring_, trace_left_, trace_seq_, c);

@@ -188,10 +188,23 @@ SourceKey Volumetric::source_key(const std::uint8_t* addr, std::uint8_t version,
   k.version = version;
   k.len = version == 4 ? p.cfg.v4_prefix : p.cfg.v6_prefix;
   k.key = source_hash(addr, version, p);
-  const unsigned bytes = version == 4 ? 4 : 16;
-  for (unsigned i = 0; i < bytes; ++i) {
-    const int keep = std::clamp(static_cast<int>(k.len) - static_cast<int>(i * 8), 0, 8);
-    k.prefix[i] = static_cast<std::uint8_t>(addr[i] & (0xff00 >> keep));
+  // The masked prefix as whole words (every untagged packet of a new flow gets here; it was a
+  // byte loop with a clamp per byte). Bytes past the address stay zero.
+  if (version == 4) {
+    const std::uint32_t m = k.len == 0 ? 0 : k.len >= 32 ? ~std::uint32_t{0} : ~std::uint32_t{0} << (32 - k.len);
+    std::uint32_t a;
+    std::memcpy(&a, addr, 4);
+    a &= __builtin_bswap32(m);  // the address is big-endian in memory
+    std::memcpy(k.prefix.data(), &a, 4);
+  } else {
+    const auto mask64 = [](int bits) {
+      return bits <= 0 ? std::uint64_t{0} : bits >= 64 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (64 - bits);
+    };
+    std::uint64_t w[2];
+    std::memcpy(w, addr, 16);
+    w[0] &= __builtin_bswap64(mask64(k.len));
+    w[1] &= __builtin_bswap64(mask64(k.len - 64));
+    std::memcpy(k.prefix.data(), w, 16);
   }
   return k;
 }

@@ -1030,5 +1030,47 @@ TEST(ParserFastPath, AgreesWithTheFullParserOnEveryMutationOfItsFrames) {
   EXPECT_GT(refused, 0);
 }
 
+// The fast path tests the IPv4 checksum by divisibility (parser.hpp, ipv4_checksum20_ok), not by
+// folding: on headers whose sums carry differently (addresses 0.0.0.0 to 255.255.255.255, every
+// TTL class), of all 65,536 checksum values exactly the right one takes the fast path, and every
+// other one is refused by parse_frame with the full parser's reason.
+TEST(ParserFastPath, AcceptsExactlyTheRightIpv4ChecksumOutOfAllValues) {
+  const std::vector<Ipv4Spec> headers = {
+      {},
+      {.src = {0, 0, 0, 0}, .dst = {0, 0, 0, 0}, .ttl = 1, .id = 0},
+      {.src = {255, 255, 255, 255}, .dst = {255, 255, 255, 255}, .ttl = 255, .id = 0xFFFF, .dont_fragment = true},
+      {.src = {192, 168, 255, 1}, .dst = {10, 255, 0, 255}, .ttl = 128, .id = 0x8001},
+  };
+  for (const Ipv4Spec& h : headers) {
+    for (const bool outer : {true, false}) {
+      PacketBuilder b;
+      if (outer) {
+        b.eth().ipv4(h).udp().payload(6);
+      } else {
+        b.eth().ipv4().udp({.dport = dp::kGenevePort}).geneve({.options = {tag_option()}}).ipv4(h).tcp({.flags = 0x10});
+      }
+      Bytes f = b.build();
+      const std::size_t at = outer ? 14 + 10 : 14 + 20 + 8 + 8 + 36 + 10;  // the checksum field
+      const std::uint16_t right = static_cast<std::uint16_t>(f[at] << 8 | f[at + 1]);
+      int fast = 0;
+      ParsedPacket pf, pc;
+      for (std::uint32_t v = 0; v <= 0xFFFF; ++v) {
+        f[at] = static_cast<std::uint8_t>(v >> 8);
+        f[at + 1] = static_cast<std::uint8_t>(v);
+        const bool took = dp::parse_frame_fast(f, static_cast<std::uint32_t>(f.size()), pf);
+        fast += took;
+        const DropReason r = dp::parse_frame(f, static_cast<std::uint32_t>(f.size()), pc);
+        if (took != (v == right) || (v != right && r != DropReason::ipv4_bad_checksum) ||
+            (v == right && r != DropReason::none)) {
+          ADD_FAILURE() << (outer ? "outer" : "inner") << " checksum 0x" << std::hex << v << " (right 0x" << right
+                        << "): fast path " << took << ", parse_frame " << rules::to_string(r);
+          break;
+        }
+      }
+      EXPECT_EQ(fast, 1);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zt::test

@@ -261,6 +261,44 @@ TEST_F(PipelineTest, AFullBurstOfFastAndFullParserFramesKeepsOrderAndReturnsEver
   EXPECT_EQ(rte_mempool_avail_count(g_pool), before);
 }
 
+// Drops go back to the pool in one put when every one is plain (pipeline.cpp free_dropped);
+// a burst holding a drop someone else still references, or a chain, takes the general free:
+// the shared mbuf survives with one reference less and the chain's every segment returns.
+TEST_F(PipelineTest, DropsHeldElsewhereOrChainedAreFreedByTheGeneralPath) {
+  auto snap = snapshot(compile(kPolicy, 1));
+  const unsigned before = rte_mempool_avail_count(g_pool);
+  const auto burst = [&](unsigned shared_at, bool chain_last) {
+    std::vector<rte_mbuf*> m;
+    for (std::uint16_t i = 0; i < 8; ++i) {
+      const auto f = udp(A1, B5, static_cast<std::uint16_t>(5000 + i), 9999);  // default deny
+      rte_mbuf* b = rte_pktmbuf_alloc(g_pool);
+      std::memcpy(rte_pktmbuf_append(b, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+      m.push_back(b);
+    }
+    if (chain_last) {  // a second segment holding 4 bytes of padding after the frame
+      rte_mbuf* tail = rte_pktmbuf_alloc(g_pool);
+      std::memset(rte_pktmbuf_append(tail, 4), 0, 4);
+      EXPECT_EQ(rte_pktmbuf_chain(m.back(), tail), 0);
+    }
+    rte_mbuf* shared = shared_at < m.size() ? m[shared_at] : nullptr;
+    if (shared != nullptr) rte_mbuf_refcnt_update(shared, 1);
+    EXPECT_EQ(pipe->run(m.data(), static_cast<std::uint16_t>(m.size()), 0, snap.get(), {kNow, kNow}, c), 0u);
+    return shared;
+  };
+  rte_mbuf* shared = burst(3, false);
+  ASSERT_NE(shared, nullptr);
+  EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1u);  // the pipeline's reference is gone, ours is not
+  EXPECT_EQ(rte_mempool_avail_count(g_pool), before - 1);
+  rte_pktmbuf_free(shared);
+  EXPECT_EQ(rte_mempool_avail_count(g_pool), before);
+  EXPECT_EQ(burst(99, true), nullptr);
+  EXPECT_EQ(rte_mempool_avail_count(g_pool), before);  // both segments of the chain returned
+  burst(99, false);
+  EXPECT_EQ(rte_mempool_avail_count(g_pool), before);
+  EXPECT_EQ(drops(DropReason::policy_default_deny), 24u);
+  EXPECT_EQ(c.dropped_total(), 24u);
+}
+
 TEST_F(PipelineTest, KeepModeForwardsTheGenevePacketUnchanged) {
   make_pipeline(dp::GeneveMode::keep);
   auto snap = snapshot(compile(kPolicy, 1));

@@ -220,6 +220,36 @@ TEST(VolumetricTables, BlocklistEntriesExpireAndCanBeClearedByPrefix) {
   EXPECT_FALSE(v->blocked(v->source_hash(b.data(), 4, *plan), t));
 }
 
+// What `show volumetric` prints for a source is its masked prefix: at every prefix length the
+// source's bits beyond the length are zero, the ones within it kept, and nothing past the
+// address is set (held to a bit-by-bit reference); addresses in one prefix share the key.
+TEST(VolumetricTables, SourcePrefixKeepsExactlyThePrefixBitsAtEveryLength) {
+  auto v = table();
+  std::array<std::uint8_t, 16> addr{};
+  for (std::size_t i = 0; i < addr.size(); ++i) addr[i] = static_cast<std::uint8_t>(0xA5 ^ (i * 0x3B));
+  for (const std::uint8_t version : {std::uint8_t{4}, std::uint8_t{6}}) {
+    const unsigned max_len = version == 4 ? 32 : 64, bytes = version == 4 ? 4 : 16;
+    for (unsigned len = 1; len <= max_len; ++len) {
+      VolumetricConfig vc;
+      (version == 4 ? vc.v4_prefix : vc.v6_prefix) = static_cast<std::uint8_t>(len);
+      ASSERT_TRUE(dp::validate(vc)) << len;
+      const auto plan = dp::make_volumetric_plan(vc, nullptr, 1, kHz);
+      const dp::SourceKey k = v->source_key(addr.data(), version, *plan);
+      std::array<std::uint8_t, 16> want{};
+      for (unsigned bit = 0; bit < len && bit < bytes * 8; ++bit)
+        want[bit / 8] |= static_cast<std::uint8_t>(addr[bit / 8] & (0x80 >> (bit % 8)));
+      EXPECT_EQ(k.prefix, want) << "IPv" << int{version} << " /" << len;
+      EXPECT_EQ(k.len, len);
+      // The last address bit outside the prefix does not change the source.
+      auto other = addr;
+      other[bytes - 1] ^= 1;
+      if (len < bytes * 8) {
+        EXPECT_EQ(v->source_key(other.data(), version, *plan).key, k.key) << len;
+      }
+    }
+  }
+}
+
 TEST(VolumetricTables, AboveTheWatermarkOnlyVerifiedIdentitiesOpenFlows) {
   VolumetricConfig vc;
   vc.table_watermark_pct = 90;
