@@ -55,6 +55,7 @@
 #include "zt/dataplane/worker.hpp"
 #include "zt/rules/policy.hpp"
 #include "zt/rules/snapshot.hpp"
+#include "bench_policy.hpp"
 
 namespace {
 
@@ -98,18 +99,7 @@ constexpr std::uint16_t kDeniedPort = 9999;    // no rule: default deny
 constexpr std::uint32_t kForgedBase = 0x4000000;  // flow index ranges that never meet
 constexpr std::uint32_t kDeniedBase = 0x8000000;
 
-const char* kPolicy = R"(
-identities:
-  - {id: 1001, name: web, labels: {app: web}}
-  - {id: 1002, name: client, labels: {app: client}}
-segments:
-  - {name: zone-a, prefixes: [10.1.0.0/16], labels: {zone: a}}
-  - {name: zone-b, prefixes: [10.2.0.0/16], labels: {zone: b}}
-rules:
-  - {id: 10, name: quic-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: udp, ports: [443], action: allow, payload: hdr}
-  - {id: 20, name: web-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: tcp, ports: [80, 443], action: allow}
-  - {id: 30, name: no-telnet, from: any, to: {segments: [zone-b]}, proto: tcp, ports: [23], action: deny}
-)";
+const char* kPolicy = zt::perf::kPipelineBenchPolicy;
 
 std::uint64_t epoch_now() {
   const crypto::EpochPolicy p{};

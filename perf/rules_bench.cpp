@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "zt/rules/snapshot.hpp"
+#include "bench_policy.hpp"
 
 using namespace zt::rules;
 
@@ -316,18 +317,7 @@ void bench_classifier(std::size_t nrules, const Options& o, int serial) {
 // ---- per-scenario cost of classify() (the dataplane's call, one key at a time) -----------------
 
 // The policy perf/pipeline_full_bench builds (its floods: udp/9999 into zone-b).
-const char* kPipelinePolicy = R"(
-identities:
-  - {id: 1001, name: web, labels: {app: web}}
-  - {id: 1002, name: client, labels: {app: client}}
-segments:
-  - {name: zone-a, prefixes: [10.1.0.0/16], labels: {zone: a}}
-  - {name: zone-b, prefixes: [10.2.0.0/16], labels: {zone: b}}
-rules:
-  - {id: 10, name: quic-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: udp, ports: [443], action: allow, payload: hdr}
-  - {id: 20, name: web-to-b, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: tcp, ports: [80, 443], action: allow}
-  - {id: 30, name: no-telnet, from: any, to: {segments: [zone-b]}, proto: tcp, ports: [23], action: deny}
-)";
+const char* kPipelinePolicy = zt::perf::kPipelineBenchPolicy;
 
 // Cycles per key of classify() called key by key, and of classify_burst(), over `keys` (a few
 // thousand distinct keys, cycled: a flood's working set), median of the runs.

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "zt/rules/snapshot.hpp"
+#include "direct_rule.hpp"
 
 namespace zt::rules {
 namespace {
@@ -125,27 +126,6 @@ std::string random_policy(const Shape& sh, std::mt19937& rng) {
   return y;
 }
 
-// Reference: evaluate every rule directly (no tables) and pick the winner by priority.
-RuleId direct(const PolicySnapshot& s, const FlowKey& k) {
-  std::uint32_t best = 0;
-  RuleId id = kDefaultRule;
-  const auto& rules = s.source().rules;
-  for (std::size_t i = 0; i < rules.size(); ++i) {
-    const auto& r = rules[i];
-    if (!s.rule_matches_source(i, k.src)) continue;
-    auto depth = s.rule_matches_destination(i, k.dst);
-    if (!depth) continue;
-    if (!r.protos.empty() && std::find(r.protos.begin(), r.protos.end(), k.proto) == r.protos.end()) continue;
-    bool ported = k.proto == kProtoTcp || k.proto == kProtoUdp;
-    if (ported && !r.ports.empty() &&
-        std::none_of(r.ports.begin(), r.ports.end(), [&](auto& p) { return p.lo <= k.dport && k.dport <= p.hi; }))
-      continue;
-    auto e = s.entry_of(i, *depth);
-    if (e && *e > best) best = *e, id = r.id;
-  }
-  return id;
-}
-
 // Whether any rule at all (any protocol, any port) connects the key's source and destination.
 bool any_rule_connects(const PolicySnapshot& s, const FlowKey& k) {
   for (std::size_t i = 0; i < s.source().rules.size(); ++i)
@@ -239,7 +219,7 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
     const auto what = describe(s, k);
     expect_same(got, want, "classify: " + what);
     expect_same(burst[i], want, "classify_burst: " + what);
-    EXPECT_EQ(want.rule_id, direct(s, k)) << what;
+    EXPECT_EQ(want.rule_id, test::direct_rule(s, k)) << what;
     if (!any_rule_connects(s, k)) {
       ++unconnected;
       EXPECT_EQ(got.reason, DropReason::policy_default_deny) << what;

@@ -6,6 +6,7 @@
 
 #include "zt/rules/lpm.hpp"
 #include "zt/rules/snapshot.hpp"
+#include "direct_rule.hpp"
 
 namespace zt::rules {
 namespace {
@@ -175,28 +176,6 @@ TEST(Classifier, DefaultAuditModeAppliesOutsideSegments) {
   EXPECT_EQ(snap->classify({300, ip("10.0.0.1"), kProtoTcp, 80}).disposition, Disposition::audit);
 }
 
-// Reference: evaluate every rule directly (no tables) and pick the winner by priority.
-RuleId reference(const PolicySnapshot& s, const FlowKey& k) {
-  std::uint32_t best = 0;
-  RuleId id = kDefaultRule;
-  const auto& rules = s.source().rules;
-  for (std::size_t i = 0; i < rules.size(); ++i) {
-    const auto& r = rules[i];
-    if (!s.rule_matches_source(i, k.src)) continue;
-    auto depth = s.rule_matches_destination(i, k.dst);
-    if (!depth) continue;
-    if (!r.protos.empty() && std::find(r.protos.begin(), r.protos.end(), k.proto) == r.protos.end()) continue;
-    bool ported = k.proto == kProtoTcp || k.proto == kProtoUdp;
-    if (ported && !r.ports.empty() &&
-        std::none_of(r.ports.begin(), r.ports.end(), [&](auto& p) { return p.lo <= k.dport && k.dport <= p.hi; }))
-      continue;
-    auto e = s.entry_of(i, *depth);
-    EXPECT_TRUE(e.has_value());
-    if (e && *e > best) best = *e, id = r.id;
-  }
-  return id;
-}
-
 TEST(Classifier, TablesAgreeWithDirectRuleEvaluationOnARandomPolicy) {
   std::mt19937 rng(1234);
   std::string y = "identities:\n";
@@ -250,7 +229,7 @@ TEST(Classifier, TablesAgreeWithDirectRuleEvaluationOnARandomPolicy) {
     FlowKey k{sources[rng() % sources.size()],
               IpAddress::v4((10u << 24) | ((rng() % 4) << 16) | (rng() & 0xffff)),
               rng() % 2 ? kProtoTcp : kProtoUdp, static_cast<std::uint16_t>(rng() % 260)};
-    ASSERT_EQ(s.classify(k).rule_id, reference(s, k))
+    ASSERT_EQ(s.classify(k).rule_id, test::direct_rule(s, k))
         << s.identity_name(k.src) << " -> " << to_string(k.dst) << " " << proto_name(k.proto) << "/" << k.dport;
     ++checked;
   }
