@@ -66,29 +66,6 @@ TagReject decode_tag_option(std::span<const std::uint8_t> option, Tag& out) noex
   return decode_tag_body(option.subspan(kTagOptionHdrLen), out);
 }
 
-std::size_t write_pseudo_header(const InnerView& in,
-                                std::span<std::uint8_t, kMaxPseudoHeaderLen> out) noexcept {
-  std::size_t alen;
-  std::size_t total;
-  if (in.ip_version == 4) {
-    alen = 4;
-    total = 16;
-  } else if (in.ip_version == 6) {
-    alen = 16;
-    total = 48;
-  } else {
-    return 0;
-  }
-  if (in.l4.size() > 0xFFFF) return 0;
-  std::uint8_t* p = out.data();
-  std::memset(p, 0, total);
-  std::memcpy(p, in.src.data(), alen);
-  std::memcpy(p + alen, in.dst.data(), alen);
-  p[2 * alen] = in.proto;
-  wr16(p + 2 * alen + 1, static_cast<std::uint16_t>(in.l4.size()));
-  return total;
-}
-
 std::size_t build_mac_input(std::span<const std::uint8_t, 16> fields, Coverage c,
                             const InnerView& in, std::span<std::uint8_t> out) noexcept {
   const std::size_t l4n = covered_l4_len(c, in.l4.size());

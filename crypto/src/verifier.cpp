@@ -3,7 +3,6 @@
 #include <openssl/crypto.h>
 #include <emmintrin.h>
 
-#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -16,32 +15,6 @@ namespace {
 
 // Per-lane MAC input: body bytes 0-15, pseudo-header, covered L4. Rounded to a cache line.
 constexpr std::size_t kLaneStride = (kMaxMacInputLen + 63) / 64 * 64;
-
-// Pseudo-header length of an inner view (16 IPv4, 48 IPv6), 0 when the view is unusable (the
-// same refusals as build_mac_input).
-inline std::size_t pseudo_header_len(const InnerView& in) noexcept {
-  if (in.l4.size() > 0xFFFF) return 0;
-  return in.ip_version == 4 ? 16 : in.ip_version == 6 ? 48 : 0;
-}
-
-// Tag bytes 0-15 and the pseudo-header (the same bytes as build_mac_input), into head[0..16+ph).
-static_assert(std::endian::native == std::endian::little, "write_head packs words little-endian");
-inline void write_head(const std::uint8_t* tag, const InnerView& in, std::uint8_t* head) noexcept {
-  std::memcpy(head, tag, 16);
-  if (in.ip_version == 4) {
-    const auto l4len = static_cast<std::uint16_t>(in.l4.size());
-    std::uint64_t w0;  // src | dst
-    std::memcpy(&w0, in.src.data(), 4);
-    std::memcpy(reinterpret_cast<std::uint8_t*>(&w0) + 4, in.dst.data(), 4);
-    // proto | L4 length (big-endian) | zero pad
-    const std::uint64_t w1 = std::uint64_t{in.proto} | (std::uint64_t{l4len} >> 8 << 8) |
-                             (std::uint64_t{l4len & 0xFFu} << 16);
-    std::memcpy(head + 16, &w0, 8);
-    std::memcpy(head + 24, &w1, 8);
-  } else {
-    write_pseudo_header(in, std::span<std::uint8_t, kMaxPseudoHeaderLen>(head + 16, kMaxPseudoHeaderLen));
-  }
-}
 
 // Constant-time 16-byte compare (as CRYPTO_memcmp, without the call): all 16 bytes compared at
 // once (SSE2 PCMPEQB + PMOVMSKB), no early exit on the first differing byte.
@@ -146,8 +119,11 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
     r.reason = ring.precheck(f, in[i].hdr_allowed, clock, key, epoch);
     if (r.reason != TagReject::none) continue;
     r.epoch = epoch;
-    // The MAC input: tag bytes 0-15, pseudo-header, covered L4 (DESIGN.md §2).
-    const std::size_t ph = pseudo_header_len(in[i].inner);
+    // The MAC input: tag bytes 0-15, pseudo-header, covered L4 (DESIGN.md §2). The head (tag
+    // fields + pseudo-header) is written for every lane; only the AES-NI lanes use it.
+    std::uint8_t* head = impl_->head[i];
+    const std::size_t ph = write_pseudo_header(
+        in[i].inner, std::span<std::uint8_t, kMaxPseudoHeaderLen>(head + 16, kMaxPseudoHeaderLen));
     const std::size_t l4n = covered_l4_len(f.coverage, in[i].inner.l4.size());
     if (ph == 0 || l4n > kMaxCoveredL4Len) {
       r.reason = TagReject::tag_too_long;
@@ -156,9 +132,8 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
     if (16 + ph + l4n <= aesni_max) {
       // Own AES-NI CMAC: only the head is assembled; the covered L4 is read where it lies (the
       // pseudo-header ends on a block boundary), and its final block is finalised apart.
-      std::uint8_t* head = impl_->head[i];
       std::uint8_t* last = impl_->last[i];
-      write_head(in[i].tag.data(), in[i].inner, head);
+      std::memcpy(head, in[i].tag.data(), 16);
       const auto hb = static_cast<std::uint32_t>((16 + ph) / 16);
       detail::AesniLane lane;
       lane.key = key;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -167,8 +168,31 @@ struct InnerView {
 
 // Writes the pseudo-header (src, dst, proto, u16 BE L4 length, zero pad) and returns its
 // length (16 for IPv4, 48 for IPv6), or 0 if ip_version is neither or l4 exceeds 65535 bytes.
-std::size_t write_pseudo_header(const InnerView& in,
-                                std::span<std::uint8_t, kMaxPseudoHeaderLen> out) noexcept;
+// Inline: the verifier writes one per tag; IPv4's is two 8-byte stores.
+static_assert(std::endian::native == std::endian::little, "write_pseudo_header packs a word little-endian");
+[[gnu::always_inline]] inline std::size_t write_pseudo_header(const InnerView& in,
+                                       std::span<std::uint8_t, kMaxPseudoHeaderLen> out) noexcept {
+  if (in.l4.size() > 0xFFFF) return 0;
+  const auto l4len = static_cast<std::uint16_t>(in.l4.size());
+  std::uint8_t* p = out.data();
+  if (in.ip_version == 4) {
+    std::memcpy(p, in.src.data(), 4);
+    std::memcpy(p + 4, in.dst.data(), 4);
+    // proto | L4 length big-endian | zero pad, as one little-endian word (x86-64 only target)
+    const std::uint64_t tail = std::uint64_t{in.proto} | (std::uint64_t{l4len} >> 8 << 8) |
+                               (std::uint64_t{l4len & 0xFFu} << 16);
+    std::memcpy(p + 8, &tail, 8);
+    return 16;
+  }
+  if (in.ip_version != 6) return 0;
+  std::memcpy(p, in.src.data(), 16);
+  std::memcpy(p + 16, in.dst.data(), 16);
+  std::memset(p + 32, 0, 16);
+  p[32] = in.proto;
+  p[33] = static_cast<std::uint8_t>(l4len >> 8);
+  p[34] = static_cast<std::uint8_t>(l4len);
+  return 48;
+}
 // Number of L4 bytes the MAC covers.
 constexpr std::size_t covered_l4_len(Coverage c, std::size_t l4_len) noexcept {
   return c == Coverage::full ? l4_len : (l4_len < kHdrCoverageLen ? l4_len : kHdrCoverageLen);
