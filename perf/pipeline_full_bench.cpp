@@ -147,8 +147,9 @@ class FrameWriter {
 
   // A tagged frame (Geneve with the tag, inner IPv4/UDP) whose inner frame is `size` bytes, tag
   // time `when`; `forge` flips one MAC bit. Returns the frame length.
+  // `outer_src`: the outer IPv4 source (default: the one agent address of every legitimate flow).
   std::size_t tagged(std::uint8_t* buf, const Tuple& t, std::uint16_t size, crypto::Coverage cov,
-                     std::int64_t when, bool forge) {
+                     std::int64_t when, bool forge, std::uint32_t outer_src = 0x0a010064) {
     const auto ip_len = static_cast<std::uint16_t>(size - RTE_ETHER_HDR_LEN);
     write_inner(inner_.data(), t, ip_len);
     const std::span<const std::uint8_t> inner_ip(inner_.data(), ip_len);
@@ -161,7 +162,8 @@ class FrameWriter {
     if (minter_.mint(key_, f, view, tag) != crypto::TagReject::none) std::abort();
     if (forge) tag.mac[3] ^= 1;
     crypto::OuterParams outer;
-    outer.src = {10, 1, 0, 100};
+    outer.src = {static_cast<std::uint8_t>(outer_src >> 24), static_cast<std::uint8_t>(outer_src >> 16),
+                 static_cast<std::uint8_t>(outer_src >> 8), static_cast<std::uint8_t>(outer_src)};
     outer.dst = {10, 2, 0, 100};
     outer.src_port = static_cast<std::uint16_t>(49152 + (t.src & 0x3fff));  // RSS entropy
     if (crypto::build_geneve_packet(outer, tag, inner_ip, pkt_) != crypto::PacketError::none)
@@ -675,6 +677,14 @@ int main(int argc, char** argv) {
   auto snap = std::make_shared<dp::Snapshot>();
   snap->policy = *policy;
   snap->keys = *keys;
+  // The volumetric limits ztgate runs with when none are set (its snapshots always carry a plan):
+  // untagged and invalid-tag packets are counted per source prefix, as in the appliance. The
+  // benchmark clock counts ns, so the plan's "TSC" runs at 1 GHz. One change: overload shedding
+  // is off (every burst here is full, so after 100 ms of benchmark time the worker would count as
+  // behind and shed new untagged flows before the policy, a cheaper path than the one measured).
+  dp::VolumetricConfig vc;
+  vc.overload_ms = 0;
+  snap->volumetric = dp::make_volumetric_plan(vc, snap->policy.get(), 1, 1'000'000'000);
   b.snap = snap.get();
 
   dp::PipelineConfig pc;
@@ -905,8 +915,14 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::uint8_t>> frames(pass);
     for (unsigned j = 0; j < pass; ++j) {
       frames[j].resize(256);
-      const Tuple t = tuple_of(s.base + j, s.dport);
-      const std::size_t len = s.tagged ? b.w.tagged(frames[j].data(), t, 64, crypto::Coverage::full, b.now + j, true)
+      // A spoofed flood: every packet from another /24 (of 172.16.0.0/12, outer source for a
+      // forged tag), so the volumetric sketches see no heavy hitter and no MAC-failure flooder
+      // and every packet takes the whole path; a flood from few sources is blocklisted instead
+      // (volumetric_bench: "blocklisted").
+      Tuple t = tuple_of(s.base + j, s.dport);
+      const std::uint32_t spoofed = 0xac100000U | (((j * 2654435761U) >> 12) & 0xfff00U) | (j & 0xff);
+      if (!s.tagged) t.src = spoofed;
+      const std::size_t len = s.tagged ? b.w.tagged(frames[j].data(), t, 64, crypto::Coverage::full, b.now + j, true, spoofed)
                                        : b.w.untagged(frames[j].data(), t, 64);
       frames[j].resize(len);
     }
