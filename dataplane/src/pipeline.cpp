@@ -616,6 +616,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     if (run_denied != 0) rule_slot->flows_denied.add(run_denied);
     run_fwd = run_dropped = run_denied = 0;
   };
+  // Members read on every packet, in locals: the loop stores pointers (gone[], flow fields),
+  // which GCC must assume may alias any pointer member, so it would reload them each time.
+  CaptureTap* const capture = capture_;
+  rte_ring* const flow_log_ring = flow_log_;
   for (unsigned i = 0; i < n; ++i) {
     Pkt& p = pk[i];
     rte_mbuf* m = pkts[i];
@@ -742,7 +746,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     }
     if (p.frag != kNoFrag && !p.frag_later) frags_->decide(p.frag, p.drop);  // later ones follow
     const bool dropped = p.drop != DropReason::none;
-    if (capture_ != nullptr) capture_->offer(m, p.drop, in_port, clk.now_ns);  // capture.hpp
+    if (capture != nullptr) capture->offer(m, p.drop, in_port, clk.now_ns);  // capture.hpp
     if (dropped) {
       if (p.drop != run_reason) {
         if (run_drops != 0) count_drop_n(c, run_reason, run_drops);
@@ -766,8 +770,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       // A new flow the policy refused (an audit "would deny" is an admission, counted above).
       if ((p.steps & kStepClassified) && p.verdict.disposition == rules::Disposition::deny) {
         ++run_denied;
-        if (flow_log_ != nullptr)  // no ring: skip the call (a flood's every packet gets here)
-          flow_log(flow_log_, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
+        if (flow_log_ring != nullptr)  // no ring: skip the call (a flood's every packet gets here)
+          flow_log(flow_log_ring, *vol_, vp, p.tagged ? p.pp.inner : p.pp.outer, p.identity, p.rule, true, p.drop,
                    FlowLogKind::deny, clk, revision, c);
       }
     }
