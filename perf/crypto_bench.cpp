@@ -8,9 +8,12 @@
 //
 // Prints ns and TSC cycles per tag: median [min, max] over the runs, and the ratios of medians
 // (OpenSSL / verifier, IPsec-MB only / verifier).
+// --shared-key: every lane of every burst claims the same identity (one key, as a forged-tag
+// flood for one identity, or established flows of one workload); --kernel picks the verifier's
+// own CMAC kernel (auto, aesni, vaes256, vaes512; crypto/README.md "VAES kernel").
 // Usage: crypto_bench [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512] [--only TEXT]
 //                     [--sizes N,N,...] [--no-replay] [--path all|default|mb|openssl]
-//                     [--aesni-max N]
+//                     [--aesni-max N] [--kernel K] [--shared-key]
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -108,6 +111,8 @@ int main(int argc, char** argv) {
   std::string only;
   bool no_replay = false;
   std::size_t aesni_max = kDefaultAesniMaxLen;
+  std::string kernel = "auto";
+  bool shared_key = false;
   std::string path = "all";  // which columns to time: all, default, mb, openssl (for perf record)
   std::vector<std::size_t> sizes = {64, 512, 1500};
   for (int i = 1; i < argc; ++i) {
@@ -117,6 +122,8 @@ int main(int argc, char** argv) {
     else if (a == "--arch" && i + 1 < argc) arch = argv[++i];
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--no-replay") no_replay = true;
+    else if (a == "--shared-key") shared_key = true;
+    else if (a == "--kernel" && i + 1 < argc) kernel = argv[++i];
     else if (a == "--path" && i + 1 < argc) path = argv[++i];
     else if (a == "--aesni-max" && i + 1 < argc) aesni_max = std::strtoul(argv[++i], nullptr, 10);
     else if (a == "--sizes" && i + 1 < argc) {
@@ -135,13 +142,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: %s [--quick] [--runs N] [--arch auto|sse|avx|avx2|avx512] [--only TEXT]\n"
                    "          [--sizes N,N,...] [--no-replay] [--path all|default|mb|openssl]\n"
-                   "          [--aesni-max N]\n"
+                   "          [--aesni-max N] [--kernel auto|aesni|vaes256|vaes512] [--shared-key]\n"
                    "  --only TEXT   only the rows whose label contains TEXT, e.g. \"AES-256 HDR\"\n"
                    "  --sizes       inner packet sizes in bytes (default 64,512,1500)\n"
                    "  --no-replay   skip the replay filter part\n"
                    "  --path P      time only that column (the others print 0), e.g. under perf record\n"
                    "  --aesni-max N the verifier's AES-NI cut-off (VerifierConfig::aesni_max_len,\n"
-                   "                MAC input bytes; default %zu; 0 = IPsec-MB only)\n",
+                   "                MAC input bytes; default %zu; 0 = IPsec-MB only)\n"
+                   "  --kernel K    the verifier's own CMAC kernel (VerifierConfig::kernel)\n"
+                   "  --shared-key  one identity (one key) in every lane instead of 32 distinct\n",
                    argv[0], kDefaultAesniMaxLen);
       return 2;
     }
@@ -154,6 +163,7 @@ int main(int argc, char** argv) {
   VerifierConfig vc;
   vc.arch = arch;
   vc.aesni_max_len = aesni_max;
+  vc.kernel = kernel;
   auto vr = Verifier::create(vc);
   vc.aesni_max_len = 0;
   auto vm = Verifier::create(vc);
@@ -171,9 +181,11 @@ int main(int argc, char** argv) {
   OpenSslVerifier ossl;
   ossl.init(dom, kEpoch);
 
-  std::printf("crypto_bench: verifier %s (\"mb\": %s), TSC %.3f GHz, %d runs x %zu tags%s\n",
+  std::printf("crypto_bench: verifier %s (\"mb\": %s), TSC %.3f GHz, %d runs x %zu tags, %s%s\n",
               std::string(verifier.arch()).c_str(), std::string(verifier_mb.arch()).c_str(),
-              hz / 1e9, runs, pool * reps, quick ? " (--quick: figures are not meaningful)" : "");
+              hz / 1e9, runs, pool * reps,
+              shared_key ? "one identity in every lane" : "a distinct identity per lane",
+              quick ? " (--quick: figures are not meaningful)" : "");
   // Columns 1-3 keep the layout perf/report.py parses (verifier as configured, OpenSSL, ratio);
   // the IPsec-MB-only verifier and its ratio to the default follow.
   std::printf("%-8s %-4s %5s | %-28s | %-28s | %-6s | %-28s | %s\n", "alg", "cov", "bytes",
@@ -196,7 +208,7 @@ int main(int argc, char** argv) {
         std::vector<test::Tagged> tagged;
         tagged.reserve(pool);
         for (std::size_t i = 0; i < pool; ++i)
-          tagged.push_back(test::mint_packet(*minter, dom.key(dom.ids[i], kEpoch, alg), now,
+          tagged.push_back(test::mint_packet(*minter, dom.key(dom.ids[shared_key ? 0 : i], kEpoch, alg), now,
                                              dom.policy, test::ipv4_packet(17, bytes - 28,
                                              static_cast<std::uint8_t>(i)), cov,
                                              static_cast<std::uint16_t>(i)));

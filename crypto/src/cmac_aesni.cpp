@@ -70,17 +70,6 @@ ZT_AESNI_TARGET void run_width(int w, __m128i* x, const std::uint8_t** p,
   }
 }
 
-// A lane's next event after `done` blocks: its head ends (switch to body), its leading blocks end
-// (switch to last) or it ends.
-inline std::uint32_t next_event(const AesniLane& g, std::uint32_t done) noexcept {
-  if (g.head_blocks > done) return g.head_blocks;
-  if (g.n - 1 > done) return g.n - 1;
-  return g.n;
-}
-inline const std::uint8_t* source_at(const AesniLane& g, std::uint32_t done) noexcept {
-  return done == g.n - 1 ? g.last : done == g.head_blocks ? g.body : g.head;
-}
-
 // One group of w <= 8 lanes, sorted by n ascending.
 template <int R>
 ZT_AESNI_TARGET void run_group(AesniLane* g, int w) noexcept {
@@ -113,14 +102,7 @@ ZT_AESNI_TARGET void run_group(AesniLane* g, int w) noexcept {
 
 template <int R>
 void run_all(AesniLane* lanes, std::size_t count, AesniGroupDone on_group, void* ctx) noexcept {
-  // Insertion sort by block count (stable; bursts are <= 32 and mostly one length).
-  for (std::size_t i = 1; i < count; ++i) {
-    if (lanes[i].n >= lanes[i - 1].n) continue;
-    const AesniLane t = lanes[i];
-    std::size_t j = i;
-    for (; j > 0 && lanes[j - 1].n > t.n; --j) lanes[j] = lanes[j - 1];
-    lanes[j] = t;
-  }
+  sort_by_blocks(lanes, count);
   // Groups of near-equal size (9 lanes run as 5 + 4, not 8 + a latency-bound 1).
   const std::size_t groups = (count + 7) / 8;
   std::size_t at = 0;

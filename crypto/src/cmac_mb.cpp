@@ -26,8 +26,8 @@ Result<CachedKey> expand_cmac_key(std::span<const std::uint8_t> key) {
 
 namespace {
 
-// The own AES-NI kernel on caller messages (read in place; only the final block is copied).
-std::size_t compute_aesni(std::span<const CmacJob> jobs) noexcept {
+// An own kernel on caller messages (read in place; only the final block is copied).
+std::size_t compute_own(detail::CmacKernel kernel, std::span<const CmacJob> jobs) noexcept {
   const std::size_t n = jobs.size() < detail::kMaxLaneJobs ? jobs.size() : detail::kMaxLaneJobs;
   detail::AesniLane lanes[2][detail::kMaxLaneJobs];
   std::size_t cnt[2] = {0, 0};
@@ -40,8 +40,8 @@ std::size_t compute_aesni(std::span<const CmacJob> jobs) noexcept {
     const std::uint32_t nb = detail::cmac_blocks(j.msg.size());
     lanes[a][cnt[a]++] = detail::AesniLane{j.key, j.msg.data(), nullptr, last[i], nb - 1, nb, j.out};
   }
-  detail::aesni_cmac(Alg::aes128_cmac, lanes[0], cnt[0]);
-  detail::aesni_cmac(Alg::aes256_cmac, lanes[1], cnt[1]);
+  detail::kernel_cmac(kernel, Alg::aes128_cmac, lanes[0], cnt[0]);
+  detail::kernel_cmac(kernel, Alg::aes256_cmac, lanes[1], cnt[1]);
   OPENSSL_cleanse(last, sizeof last);
   return n;
 }
@@ -49,7 +49,8 @@ std::size_t compute_aesni(std::span<const CmacJob> jobs) noexcept {
 }  // namespace
 
 struct MbCmac::Impl {
-  detail::ImbPtr mgr;  // null for arch "aesni"
+  detail::ImbPtr mgr;  // null for the own kernels (aesni, vaes256, vaes512)
+  detail::CmacKernel kernel = detail::CmacKernel::aesni;
 };
 
 MbCmac::MbCmac(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
@@ -63,6 +64,16 @@ Result<MbCmac> MbCmac::create(std::string_view arch) {
       return fail("arch aesni: this CPU lacks AES-NI or AVX; use an IPsec-MB arch (auto)");
     return MbCmac(std::make_unique<Impl>());
   }
+  for (auto k : {detail::CmacKernel::vaes256, detail::CmacKernel::vaes512}) {
+    if (arch != detail::to_string(k)) continue;
+    if (!detail::cmac_kernel_supported(k))
+      return fail("arch " + std::string(arch) + ": this CPU lacks " +
+                  (k == detail::CmacKernel::vaes256 ? "VAES or AVX2" : "VAES or AVX-512F/VL") +
+                  "; use aesni or an IPsec-MB arch (auto)");
+    auto impl = std::make_unique<Impl>();
+    impl->kernel = k;
+    return MbCmac(std::move(impl));
+  }
   auto mgr = detail::make_imb_manager(arch);
   if (!mgr) return std::unexpected(mgr.error());
   auto impl = std::make_unique<Impl>();
@@ -71,11 +82,12 @@ Result<MbCmac> MbCmac::create(std::string_view arch) {
 }
 
 std::string_view MbCmac::arch() const noexcept {
-  return impl_->mgr ? detail::imb_arch_name(impl_->mgr.get()) : std::string_view{"aesni"};
+  return impl_->mgr ? detail::imb_arch_name(impl_->mgr.get())
+                     : std::string_view{detail::to_string(impl_->kernel)};
 }
 
 std::size_t MbCmac::compute(std::span<const CmacJob> jobs) noexcept {
-  if (!impl_->mgr) return compute_aesni(jobs);
+  if (!impl_->mgr) return compute_own(impl_->kernel, jobs);
   detail::LaneJob lj[detail::kMaxLaneJobs];
   const std::size_t n = jobs.size() < detail::kMaxLaneJobs ? jobs.size() : detail::kMaxLaneJobs;
   for (std::size_t i = 0; i < n; ++i) {

@@ -35,6 +35,7 @@ struct Verifier::Impl {
   detail::ImbPtr mgr_small;  // may be null: mgr takes every job
   std::size_t small_max_len = 0;
   std::size_t aesni_max_len = 0;  // 0: every MAC through IPsec-MB
+  detail::CmacKernel kernel = detail::CmacKernel::aesni;
   std::string arch_name;
   std::unique_ptr<std::uint8_t, FreeDeleter> scratch;  // kMaxVerifyBurst * kLaneStride
   alignas(64) std::uint8_t macs[kMaxVerifyBurst][16];
@@ -68,9 +69,24 @@ Result<Verifier> Verifier::create(const VerifierConfig& cfg) {
     impl->small_max_len = cfg.small_max_len;
     impl->arch_name += "+" + std::string(detail::imb_arch_name(impl->mgr_small.get()));
   }
+  if (cfg.kernel != "auto" && cfg.kernel != "aesni" && cfg.kernel != "vaes256" &&
+      cfg.kernel != "vaes512")
+    return fail("verifier kernel '" + std::string(cfg.kernel) +
+                "' unknown: use auto, aesni, vaes256 or vaes512");
   if (cfg.arch == "auto" && cfg.aesni_max_len > 0 && detail::aesni_cmac_supported()) {
     impl->aesni_max_len = cfg.aesni_max_len;
-    impl->arch_name = "aesni<=" + std::to_string(cfg.aesni_max_len) + "+" + impl->arch_name;
+    impl->kernel = detail::best_cmac_kernel();
+    for (auto k : {detail::CmacKernel::aesni, detail::CmacKernel::vaes256,
+                   detail::CmacKernel::vaes512})
+      if (cfg.kernel == detail::to_string(k)) impl->kernel = k;
+    if (!detail::cmac_kernel_supported(impl->kernel))
+      return fail("verifier kernel '" + std::string(cfg.kernel) +
+                  "': this CPU lacks the instructions it needs (vaes256: VAES + AVX2; vaes512: "
+                  "VAES + AVX-512F/VL); use auto");
+    const std::string k = impl->kernel == detail::CmacKernel::aesni
+                              ? std::string("aesni")
+                              : "aesni-" + std::string(detail::to_string(impl->kernel));
+    impl->arch_name = k + "<=" + std::to_string(cfg.aesni_max_len) + "+" + impl->arch_name;
   }
   auto* s = static_cast<std::uint8_t*>(std::aligned_alloc(64, kMaxVerifyBurst * kLaneStride));
   if (!s) return fail("out of memory allocating the verifier's per-lane scratch");
@@ -201,8 +217,8 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
       for (std::size_t j = 0; j < w; ++j)
         (*x->on_done)(static_cast<std::uint32_t>((g[j].out - x->macs0) / 16), true);
     };
-    detail::aesni_cmac(Alg::aes128_cmac, al[0], n_al[0], on_group, &ctx);
-    detail::aesni_cmac(Alg::aes256_cmac, al[1], n_al[1], on_group, &ctx);
+    detail::lane_cmac(impl_->kernel, Alg::aes128_cmac, al[0], n_al[0], on_group, &ctx);
+    detail::lane_cmac(impl_->kernel, Alg::aes256_cmac, al[1], n_al[1], on_group, &ctx);
   }
   if (n_small) detail::run_cmac_jobs(impl_->mgr_small.get(), ljs, n_small, done);
   if (n_jobs) detail::run_cmac_jobs(mgr, lj, n_jobs, done);

@@ -1,4 +1,5 @@
-// ztgate's own multi-lane AES-NI CMAC (crypto/README.md "Own AES-NI CMAC"): equal to OpenSSL's
+// ztgate's own multi-lane AES-NI CMAC (crypto/README.md "Own AES-NI CMAC"; the Verifier tests
+// run once per own kernel the CPU has: aesni, vaes256, vaes512): equal to OpenSSL's
 // CMAC for every message length 0..2100 in bursts that mix algorithms, lengths and keys; the
 // Verifier's AES-NI path, IPsec-MB path and a mix of both (cut-offs across the burst) give the
 // same verdicts on tags minted by OpenSSL; every flipped bit of what the MAC covers fails on the
@@ -21,6 +22,13 @@ constexpr std::uint64_t kEpoch = 4242;
 constexpr std::int64_t kMid = 7 * 60 * kNsPerSec;
 
 bool aesni_here() { return MbCmac::create("aesni").has_value(); }
+// The own kernels this CPU runs (the Verifier's tests run once per kernel).
+std::vector<const char*> kernels_here() {
+  std::vector<const char*> ks;
+  for (const char* k : {"aesni", "vaes256", "vaes512"})
+    if (MbCmac::create(k)) ks.push_back(k);
+  return ks;
+}
 
 TEST(AesniCmac, RefusesOnlyWhereTheCpuLacksAesNi) {
   auto a = MbCmac::create("aesni");
@@ -115,10 +123,12 @@ std::vector<std::uint8_t> raw_l4_packet(bool v6, std::size_t l4_len, std::uint8_
   return p;
 }
 
-Verifier make_verifier(std::size_t aesni_max_len, std::string_view arch = "auto") {
+Verifier make_verifier(std::size_t aesni_max_len, std::string_view arch = "auto",
+                       std::string_view kernel = "auto") {
   VerifierConfig c;
   c.arch = arch;
   c.aesni_max_len = aesni_max_len;
+  c.kernel = kernel;
   auto v = Verifier::create(c);
   test::require(v.has_value(), "Verifier::create", v ? "" : v.error().message);
   return std::move(*v);
@@ -172,10 +182,11 @@ TEST(AesniVerifier, SameVerdictsOnAesNiIpsecMbAndMixedPathsAcrossLengths) {
     for (std::size_t j = 0; j < ts.size(); ++j)
       if (ins[i].tag.data() == ts[j].body.data()) tampered_in[i] = tampered[j];
 
+  for (const char* kernel : kernels_here())
   for (std::size_t cut : {std::size_t{0}, std::size_t{48}, std::size_t{100}, std::size_t{256},
                           kDefaultAesniMaxLen}) {
-    Verifier v = make_verifier(cut);
-    if (cut) EXPECT_NE(v.arch().find("aesni"), std::string_view::npos) << v.arch();
+    Verifier v = make_verifier(cut, "auto", kernel);
+    if (cut) EXPECT_NE(v.arch().find(kernel), std::string_view::npos) << v.arch();
     else EXPECT_EQ(v.arch().find("aesni"), std::string_view::npos) << v.arch();
     std::vector<VerifyResult> rs(ins.size());
     for (std::size_t i = 0; i < ins.size(); i += kMaxVerifyBurst) {
@@ -185,7 +196,7 @@ TEST(AesniVerifier, SameVerdictsOnAesNiIpsecMbAndMixedPathsAcrossLengths) {
     std::size_t accepted = 0;
     for (std::size_t i = 0; i < rs.size(); ++i) {
       EXPECT_EQ(rs[i].reason, tampered_in[i] ? TagReject::tag_forged_mac : TagReject::none)
-          << "cut-off " << cut << " input " << i;
+          << kernel << " cut-off " << cut << " input " << i;
       accepted += rs[i].reason == TagReject::none;
     }
     EXPECT_GT(accepted, ins.size() / 2) << "cut-off " << cut;
@@ -203,7 +214,9 @@ TEST(AesniVerifier, RejectsEveryFlippedCoveredBitOnTheAesNiPath) {
   ASSERT_TRUE(m);
   auto ring = dom.ring(kEpoch);
   const auto now = dom.at(kEpoch, kMid);
-  Verifier v = make_verifier(kDefaultAesniMaxLen);
+  for (const char* kernel : kernels_here()) {
+  Verifier v = make_verifier(kDefaultAesniMaxLen, "auto", kernel);
+  ASSERT_NE(v.arch().find(kernel), std::string_view::npos) << v.arch();
   for (std::size_t l4 : {0u, 1u, 15u, 16u, 17u, 33u}) {
     for (Coverage cov : {Coverage::full, Coverage::hdr})
       for (Alg alg : {Alg::aes128_cmac, Alg::aes256_cmac}) {
@@ -253,13 +266,27 @@ TEST(AesniVerifier, RejectsEveryFlippedCoveredBitOnTheAesNiPath) {
           ASSERT_EQ(v.verify_burst(*ring, now, std::span(ins).subspan(i, n), std::span(rs).subspan(i, n)), n);
         }
         for (std::size_t i = 0; i < rs.size(); ++i) {
-          EXPECT_NE(rs[i].reason, TagReject::none) << "l4 " << l4 << " flip " << i << " accepted";
+          EXPECT_NE(rs[i].reason, TagReject::none)
+              << kernel << " l4 " << l4 << " flip " << i << " accepted";
           if (must_be_mac[i]) {
-            EXPECT_EQ(rs[i].reason, TagReject::tag_forged_mac) << "l4 " << l4 << " flip " << i;
+            EXPECT_EQ(rs[i].reason, TagReject::tag_forged_mac)
+                << kernel << " l4 " << l4 << " flip " << i;
           }
         }
       }
   }
+  }
+}
+
+// An unknown kernel name and a kernel this CPU cannot run are refused at creation, with the
+// names to use instead.
+TEST(AesniVerifier, RefusesAnUnknownKernelName) {
+  VerifierConfig c;
+  c.kernel = "vaes1024";
+  auto v = Verifier::create(c);
+  ASSERT_FALSE(v.has_value());
+  EXPECT_NE(v.error().message.find("use auto, aesni, vaes256 or vaes512"), std::string::npos)
+      << v.error().message;
 }
 
 }  // namespace

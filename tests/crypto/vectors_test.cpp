@@ -1,5 +1,5 @@
 // Known-answer tests: RFC 4493 / NIST SP 800-38B AES-CMAC through OpenSSL, through the IPsec-MB
-// job path and through the own AES-NI kernel (arch "aesni"), and our own tag vectors
+// job path and through the own kernels (archs "aesni", "vaes256", "vaes512"), and our own tag vectors
 // (tests/crypto/vectors/tags.json, computed by an independent Python implementation) through key
 // derivation, minting, the codec and the verifier.
 #include <gtest/gtest.h>
@@ -81,7 +81,8 @@ TEST_P(CmacKnownAnswersImb, IpsecMbJobPathMatchesRfc4493AndSp800_38b) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, CmacKnownAnswersImb,
-                         ::testing::Values("auto", "sse", "avx", "avx2", "avx512", "aesni"));
+                         ::testing::Values("auto", "sse", "avx", "avx2", "avx512", "aesni",
+                                           "vaes256", "vaes512"));
 
 nlohmann::json load_vectors() {
   std::ifstream f(ZT_CRYPTO_VECTORS);

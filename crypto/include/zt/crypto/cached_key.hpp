@@ -33,8 +33,10 @@ struct CmacJob {
 
 class MbCmac {
  public:
-  // arch: an IPsec-MB manager (auto, sse, avx, avx2, avx512) or "aesni", ztgate's own
-  // multi-lane AES-NI kernel (the Verifier's short-input path; fails on a CPU without AES-NI/AVX).
+  // arch: an IPsec-MB manager (auto, sse, avx, avx2, avx512) or one of ztgate's own multi-lane
+  // kernels (the Verifier's short-input path): "aesni" (128-bit AESENC; fails on a CPU without
+  // AES-NI/AVX), "vaes256" (VAES on ymm; needs VAES + AVX2), "vaes512" (VAES on zmm; needs VAES +
+  // AVX-512F/VL).
   static Result<MbCmac> create(std::string_view arch = "auto");
   MbCmac(MbCmac&&) noexcept;
   MbCmac& operator=(MbCmac&&) noexcept;

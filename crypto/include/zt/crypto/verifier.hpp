@@ -1,5 +1,5 @@
 // Batched tag verification on a worker lcore (DESIGN.md §2, §4): up to 32 tags per call, one key
-// per lane; short MAC inputs through ztgate's own multi-lane AES-NI CMAC (chosen at run time by
+// per lane; short MAC inputs through ztgate's own multi-lane CMAC (VAES or AES-NI, chosen at run time by
 // CPU feature), longer ones through IPsec-MB's multi-buffer AES-CMAC; constant-time compare,
 // per-packet verdict.
 //
@@ -50,6 +50,10 @@ struct VerifierConfig {
   // (crypto/README.md "Own AES-NI CMAC") instead of IPsec-MB, when `arch` is auto and the CPU
   // has AES-NI and AVX (checked at run time; otherwise IPsec-MB takes everything). 0 = off.
   std::size_t aesni_max_len = kDefaultAesniMaxLen;
+  // Which own kernel takes those inputs: "auto" (the fastest this CPU has: vaes512, else
+  // vaes256, else aesni; crypto/README.md "VAES kernel"), or "aesni", "vaes256", "vaes512"
+  // (create fails when the CPU lacks what that one needs).
+  std::string_view kernel = "auto";
 };
 
 class Verifier {
@@ -71,7 +75,9 @@ class Verifier {
                            std::span<const VerifyInput> in, std::span<VerifyResult> out,
                            ReplayFilter* replay = nullptr) noexcept;
 
-  std::string_view arch() const noexcept;  // e.g. "aesni<=16448+avx512+avx" or "avx512+avx"
+  // e.g. "aesni-vaes512<=256+avx512+avx" (own kernel for inputs <= 256 bytes, then the IPsec-MB
+  // managers), "aesni<=256+avx512+avx" (the 128-bit kernel) or "avx512+avx" (IPsec-MB only).
+  std::string_view arch() const noexcept;
   // MACs computed since creation (per lcore; proves bad input costs at most one MAC).
   std::uint64_t mac_count() const noexcept;
 
