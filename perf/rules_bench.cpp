@@ -5,10 +5,10 @@
 //   rules_bench [--quick] [--sizes 1000,10000,100000] [--runs 7] [--keys 1000000]
 //
 // Then, per scenario (untagged source to a denied destination, declared identity denied,
-// allowed), the cost of classify() key by key (the dataplane's call) and of classify_burst(),
-// with pipeline_full_bench's policy and with the synthetic ones; for the pipeline's policy also
-// untagged packets from source addresses: resolve_untagged() + classify() against
-// classify_untagged().
+// allowed), the cost of classify() key by key, of classify_burst() and of classify_v4() (the
+// dataplane's call for IPv4), with pipeline_full_bench's policy and with the synthetic ones; for
+// the pipeline's policy also untagged packets from source addresses: resolve_untagged() +
+// classify() against classify_untagged() and classify_untagged_v4().
 //
 // The rules are synthetic: each names one identity (or `any`) and one segment prefix (or
 // `any`), tcp or udp, a port, a range or all ports, allow or deny. rte_acl gets one rule per
@@ -327,7 +327,16 @@ void time_scenario(const PolicySnapshot& snap, const char* name, const std::vect
     return;
   }
   const std::size_t total = o.quick ? 1 << 14 : 1 << 20;
-  std::vector<double> one, burst;
+  // classify_v4 (the dataplane's IPv4 entry) from the address bytes as a header holds them,
+  // timed when every key is IPv4; its answers checked against classify() first.
+  const bool all_v4 = std::none_of(keys.begin(), keys.end(), [](const FlowKey& k) { return k.dst.v6; });
+  for (const auto& k : keys)
+    if (all_v4 && snap.classify_v4(k.src, v4_host_order(k.dst.bytes.data()), k.proto, k.dport).rule_id !=
+                      snap.classify(k).rule_id) {
+      std::printf("  ERROR: classify_v4 differs from classify\n");
+      std::exit(1);
+    }
+  std::vector<double> one, burst, v4;
   std::uint64_t sink = 0;
   Verdict vbuf[kMaxBurst];
   for (int run = 0; run < o.runs; ++run) {
@@ -342,13 +351,22 @@ void time_scenario(const PolicySnapshot& snap, const char* name, const std::vect
       j = j + n == keys.size() ? 0 : j + n;
     }
     std::uint64_t c2 = rte_rdtsc_precise();
+    if (all_v4)
+      for (std::size_t i = 0, j = 0; i < total; ++i, j = j + 1 == keys.size() ? 0 : j + 1) {
+        const FlowKey& k = keys[j];
+        sink += snap.classify_v4(k.src, v4_host_order(k.dst.bytes.data()), k.proto, k.dport).rule_id;
+      }
+    std::uint64_t c3 = rte_rdtsc_precise();
     one.push_back(double(c1 - c0) / double(total));
     burst.push_back(double(c2 - c1) / double(total));
+    v4.push_back(double(c3 - c2) / double(total));
   }
   if (sink == 42) std::printf(" ");
-  auto a = spread(one), b = spread(burst);
-  std::printf("  %-34s classify %6.1f (%5.1f-%5.1f)  classify_burst %6.1f (%5.1f-%5.1f) cycles/key, %zu keys\n", name,
-              a.median, a.min, a.max, b.median, b.min, b.max, keys.size());
+  auto a = spread(one), b = spread(burst), c = spread(v4);
+  std::printf("  %-34s classify %6.1f (%5.1f-%5.1f)  classify_burst %6.1f (%5.1f-%5.1f)", name, a.median, a.min,
+              a.max, b.median, b.min, b.max);
+  if (all_v4) std::printf("  classify_v4 %6.1f (%5.1f-%5.1f)", c.median, c.min, c.max);
+  std::printf(" cycles/key, %zu keys\n", keys.size());
 }
 
 // Untagged packets as the dataplane classifies them, from source addresses: resolve_untagged()
@@ -368,8 +386,19 @@ void time_untagged(const PolicySnapshot& snap, const std::vector<IpAddress>& src
       std::exit(1);
     }
   }
+  for (std::size_t j = 0; j < keys.size(); ++j) {  // the IPv4 entry: same answers
+    IdentityId id = 0, id4 = 1;
+    const auto a = snap.classify_untagged(srcs[j], keys[j], id);
+    const auto b = snap.classify_untagged_v4(v4_host_order(srcs[j].bytes.data()), v4_host_order(keys[j].dst.bytes.data()),
+                                             keys[j].proto, keys[j].dport, id4);
+    if (id != id4 || a.rule_id != b.rule_id || a.disposition != b.disposition || a.reason != b.reason ||
+        a.segment != b.segment) {
+      std::printf("  ERROR: classify_untagged_v4 differs from classify_untagged\n");
+      std::exit(1);
+    }
+  }
   const std::size_t total = o.quick ? 1 << 14 : 1 << 20;
-  std::vector<double> two, one;
+  std::vector<double> two, one, v4;
   std::uint64_t sink = 0;
   for (int run = 0; run < o.runs; ++run) {
     std::uint64_t c0 = rte_rdtsc_precise();
@@ -384,13 +413,23 @@ void time_untagged(const PolicySnapshot& snap, const std::vector<IpAddress>& src
       sink += snap.classify_untagged(srcs[j], keys[j], id).rule_id + id;
     }
     std::uint64_t c2 = rte_rdtsc_precise();
+    for (std::size_t i = 0, j = 0; i < total; ++i, j = j + 1 == keys.size() ? 0 : j + 1) {
+      IdentityId id = 0;
+      sink += snap.classify_untagged_v4(v4_host_order(srcs[j].bytes.data()), v4_host_order(keys[j].dst.bytes.data()),
+                                        keys[j].proto, keys[j].dport, id)
+                  .rule_id +
+              id;
+    }
+    std::uint64_t c3 = rte_rdtsc_precise();
     two.push_back(double(c1 - c0) / double(total));
     one.push_back(double(c2 - c1) / double(total));
+    v4.push_back(double(c3 - c2) / double(total));
   }
   if (sink == 42) std::printf(" ");
-  auto a = spread(two), b = spread(one);
-  std::printf("  %-34s resolve_untagged+classify %6.1f (%5.1f-%5.1f)  classify_untagged %6.1f (%5.1f-%5.1f) cycles/key\n",
-              "untagged address -> denied dst", a.median, a.min, a.max, b.median, b.min, b.max);
+  auto a = spread(two), b = spread(one), c = spread(v4);
+  std::printf("  %-34s resolve_untagged+classify %6.1f (%5.1f-%5.1f)  classify_untagged %6.1f (%5.1f-%5.1f)"
+              "  classify_untagged_v4 %6.1f (%5.1f-%5.1f) cycles/key\n",
+              "untagged address -> denied dst", a.median, a.min, a.max, b.median, b.min, b.max, c.median, c.min, c.max);
 }
 
 // Three kinds of key, each checked against the verdict it must get: an untagged source

@@ -9,48 +9,13 @@
 
 namespace zt::rules {
 
-namespace {
-
-constexpr std::array<std::uint8_t, 256> make_proto_class() {
-  std::array<std::uint8_t, 256> t{};
-  t.fill(4);
-  t[kProtoTcp] = 0;
-  t[kProtoUdp] = 1;
-  t[kProtoIcmp] = 2;
-  t[kProtoIcmpv6] = 3;
-  return t;
-}
-constexpr auto kProtoClass = make_proto_class();
-
-}  // namespace
-
 PolicySnapshot::~PolicySnapshot() {
   hs_free_database(path_db_);
   hs_free_database(deny_db_);
 }
 
-// Both hashes are bucketed: an entry lives in the 4-slot bucket its hash names, or (when that
-// bucket was full at insertion) in a later one. A bucket with a free slot ends the search, so
-// the common case checks one bucket. Identity buckets keep the four ids side by side: one SSE2
-// compare finds the id (or a free slot).
-[[gnu::always_inline]] inline PolicySnapshot::IdentitySlot PolicySnapshot::find_identity(IdentityId id) const noexcept {
-  std::size_t mask = identities_.size() - 1;
-  std::size_t b = (id * 0x9E3779B1u) >> identity_shift_;
-  const __m128i want = _mm_set1_epi32(static_cast<int>(id));
-  for (;;) {
-    const IdentityBucket& bk = identities_[b];
-    const __m128i ids = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.id));
-    const int hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, want)));
-    const int open = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, _mm_setzero_si128())));
-    if (hit != 0 && id != 0) [[likely]] {
-      const int j = __builtin_ctz(static_cast<unsigned>(hit));
-      return {id, bk.src_a[j], bk.src_c[j], bk.reach[j]};
-    }
-    if (open != 0) return {0, 0, 0, 0};
-    b = (b + 1) & mask;
-  }
-}
-
+// The group-A hash is bucketed like the identity hash (snapshot.hpp, find_identity): four keys
+// side by side per cache line, a bucket with a free slot ends the search.
 [[gnu::always_inline]] inline std::uint32_t PolicySnapshot::find_combo(std::uint64_t key) const noexcept {
   std::size_t mask = combos_.size() - 1;
   std::size_t b = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> combo_shift_);
@@ -102,35 +67,6 @@ PolicySnapshot::~PolicySnapshot() {
   return starts[t[0] + lo];
 }
 
-[[gnu::always_inline]] inline Verdict PolicySnapshot::finish(std::uint32_t e, const LeafInfo& leaf) const noexcept {
-  const auto& entry = entries_[e];
-  Verdict v;
-  v.revision = revision_;
-  v.rule_id = entry.rule_id;
-  v.segment = leaf.segment;
-  if (entry.deny) {  // entry 0 (no rule) is a deny too
-    v.disposition = leaf.audit ? Disposition::audit : Disposition::deny;
-    v.reason = e == 0 ? DropReason::policy_default_deny : DropReason::policy_deny;
-  } else {
-    v.disposition = Disposition::allow;
-    v.rate_class = entry.rate_class;
-    v.l7 = entry.l7;
-    v.payload_hdr = entry.payload_hdr;
-  }
-  return v;
-}
-
-// No rule can match (classify step 3): entry 0 with the leaf's segment and mode, exactly what
-// finish(0, leaf) gives, without loading the entry.
-[[gnu::always_inline]] inline Verdict PolicySnapshot::default_deny(const LeafInfo& leaf) const noexcept {
-  Verdict v;
-  v.revision = revision_;
-  v.segment = leaf.segment;
-  v.disposition = leaf.audit ? Disposition::audit : Disposition::deny;
-  v.reason = DropReason::policy_default_deny;
-  return v;
-}
-
 // The winning entry over the groups (0 = none). With kSkip (classify), a group is consulted
 // only when the source and leaf share its reach bit: group A a destination-class bit, group B
 // kReachDeclared, groups C and D kReachAnywhere; a group without it answers entry 0 anyway
@@ -155,28 +91,20 @@ template <bool kSkip>
   return best;
 }
 
-// Steps 2-4 of classify for a source already looked up.
-[[gnu::always_inline]] inline Verdict PolicySnapshot::classify_from(const IdentitySlot& src,
-                                                                   const FlowKey& k) const noexcept {
-  const std::uint32_t l = leaf_of(k.dst);
-  const LeafInfo& leaf = leaves_[l];
-  // Reach test: a source with no rule towards anything in this leaf is denied here (floods of
-  // untagged or unknown sources to protected destinations end at this line).
-  if ((src.reach & leaf.reach) == 0) return default_deny(leaf);
-  const std::uint32_t p = kProtoClass[k.proto];
-  const auto port = static_cast<std::uint16_t>(p < 2 ? k.dport : 0);
-  // Port filter: no rule towards this leaf names this port with this protocol (floods of
-  // sources that have rules here, to closed ports, end at this line).
-  if (p < 2 && ((port_filter_[l * 2 + p] >> (port & 63)) & 1) == 0) return default_deny(leaf);
-  return finish(lookup_groups<true>(src, leaf, p, port), leaf);
+// Step 4, for a key that passed the reach test and the port filter (decide, snapshot.hpp).
+std::uint32_t PolicySnapshot::lookup_entry(IdentitySlot src, const LeafInfo& leaf, std::uint32_t p,
+                                           std::uint16_t port) const noexcept {
+  return lookup_groups<true>(src, leaf, p, port);
 }
 
-Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept { return classify_from(find_identity(k.src), k); }
+Verdict PolicySnapshot::classify(const FlowKey& k) const noexcept {
+  return decide<false>(find_identity(k.src), leaf_of(k.dst), k.proto, k.dport);
+}
 
 Verdict PolicySnapshot::classify_untagged(const IpAddress& src, const FlowKey& k, IdentityId& identity) const noexcept {
-  const IdentitySlot& s = untagged_[leaf_of(src)];
+  const IdentitySlot s = untagged_[leaf_of(src)];
   identity = s.id;
-  return classify_from(s, k);
+  return decide<false>(s, leaf_of(k.dst), k.proto, k.dport);
 }
 
 Verdict PolicySnapshot::classify_all_groups(const FlowKey& k) const noexcept {

@@ -6,6 +6,8 @@
 // classify_burst() are held field by field to classify_all_groups() (every group's tables,
 // no shortcut) and, for the deciding rule, to a direct evaluation of every rule.
 // classify_untagged(address, key) is held to resolve_untagged(address) + classify_all_groups.
+// The IPv4 entries the dataplane calls (classify_v4, classify_untagged_v4: host-order numbers,
+// no IpAddress) are held to the same answers for every key whose addresses are IPv4.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -212,6 +214,7 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
   std::vector<Verdict> burst(keys.size());
   EXPECT_EQ(s.classify_burst(keys, burst), keys.size());
   int unconnected = 0, allowed = 0, denied_by_rule = 0, pseudo_sources = 0, untagged_allowed = 0, closed_port = 0;
+  int v4_keys = 0, v4_untagged = 0, v4_allowed = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const auto& k = keys[i];
     const auto want = s.classify_all_groups(k);
@@ -219,6 +222,12 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
     const auto what = describe(s, k);
     expect_same(got, want, "classify: " + what);
     expect_same(burst[i], want, "classify_burst: " + what);
+    if (!k.dst.v6) {
+      ++v4_keys;
+      v4_allowed += want.disposition == Disposition::allow;
+      expect_same(s.classify_v4(k.src, v4_host_order(k.dst.bytes.data()), k.proto, k.dport), want,
+                  "classify_v4: " + what);
+    }
     EXPECT_EQ(want.rule_id, test::direct_rule(s, k)) << what;
     if (!any_rule_connects(s, k)) {
       ++unconnected;
@@ -238,7 +247,16 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
     const auto ugot = s.classify_untagged(untagged_src[i], ignored, id);
     const auto uwhat = "classify_untagged from " + to_string(untagged_src[i]) + ": " + describe(s, uk);
     EXPECT_EQ(id, uk.src) << uwhat;
-    expect_same(ugot, s.classify_all_groups(uk), uwhat);
+    const auto uwant = s.classify_all_groups(uk);
+    expect_same(ugot, uwant, uwhat);
+    if (!untagged_src[i].v6 && !k.dst.v6) {
+      ++v4_untagged;
+      IdentityId id4 = kInvalidIdentity;
+      expect_same(s.classify_untagged_v4(untagged_src[i].v4_host_order(), k.dst.v4_host_order(), k.proto, k.dport,
+                                         id4),
+                  uwant, "classify_untagged_v4: " + uwhat);
+      EXPECT_EQ(id4, uk.src) << "classify_untagged_v4: " << uwhat;
+    }
     pseudo_sources += uk.src != kUnauthenticated;
     untagged_allowed += ugot.disposition == Disposition::allow;
     if (failures() != failures_before) {
@@ -257,6 +275,10 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
   EXPECT_GT(allowed, 0) << "seed " << seed;
   EXPECT_GT(denied_by_rule, 0) << "seed " << seed;
   EXPECT_GT(pseudo_sources, 0) << "seed " << seed;
+  // The IPv4 entries met a good share of the keys (3 in 4 addresses are IPv4), allows among them.
+  EXPECT_GT(v4_keys, nkeys / 2) << "seed " << seed;
+  EXPECT_GT(v4_untagged, nkeys / 3) << "seed " << seed;
+  EXPECT_GT(v4_allowed, 0) << "seed " << seed;
   return {untagged_allowed, closed_port};
 }
 

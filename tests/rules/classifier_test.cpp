@@ -260,6 +260,10 @@ TEST(Lpm, MatchesTheLongestPrefixAgainstALinearScan) {
       for (auto& [p, val] : entries)  // on duplicate prefixes the later entry wins, as in build()
         if (p.contains(a) && p.len >= best) want = val, best = p.len;
       ASSERT_EQ(lpm.lookup(a), want) << to_string(a);
+      if (!v6) {  // the IPv4 entry, from the address's bytes as a header holds them
+        ASSERT_EQ(v4_host_order(a.bytes.data()), a.v4_host_order()) << to_string(a);
+        ASSERT_EQ(lpm.lookup_v4(v4_host_order(a.bytes.data())), want) << to_string(a);
+      }
     }
   }
 }

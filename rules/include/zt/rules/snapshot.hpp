@@ -15,9 +15,14 @@
 //      largest entry number over the (at most four) groups.
 // Untagged packets: classify_untagged() takes the source address instead of an identity; the
 // source leaf holds its untagged identity's slot (compile time), so no identity hash lookup.
+// IPv4: classify_v4() / classify_untagged_v4() take host-order numbers and are inline (below);
+// steps 1-3 and the verdict happen in the caller, step 4 is one call (lookup_entry).
 // See rules/README.md for the design and measurements.
 #pragma once
 
+#include <emmintrin.h>
+
+#include <array>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -108,6 +113,14 @@ class PolicySnapshot {
   // key.src = resolve_untagged(src) (key.src is ignored), and that identity in `identity`,
   // with one identity lookup less (the source leaf carries its untagged identity's classes).
   Verdict classify_untagged(const IpAddress& src, const FlowKey& key, IdentityId& identity) const noexcept;
+  // IPv4 entries for the dataplane: the same answers as classify() and classify_untagged() of
+  // the IPv4 key, with the addresses in host byte order (v4_host_order() of a header's bytes),
+  // so the caller builds no IpAddress or FlowKey. Defined inline below: what a flood gets (the
+  // default deny by the reach test or the port filter) is decided in the caller without a
+  // call; only a key that passes both calls the group lookup.
+  Verdict classify_v4(IdentityId src, std::uint32_t dst, std::uint8_t proto, std::uint16_t dport) const noexcept;
+  Verdict classify_untagged_v4(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::uint16_t dport,
+                               IdentityId& identity) const noexcept;
 
   // The identity an untagged packet from `src` carries: the pseudo identity of the most
   // specific segment chain that a rule names as a source, else kUnauthenticated.
@@ -196,9 +209,28 @@ class PolicySnapshot {
   Verdict finish(std::uint32_t entry, const LeafInfo& leaf) const noexcept;
   Verdict default_deny(const LeafInfo& leaf) const noexcept;
   template <bool kSkip>
-  std::uint32_t lookup_groups(const IdentitySlot& src, const LeafInfo& leaf, std::uint32_t proto,
+  [[gnu::always_inline]] std::uint32_t lookup_groups(const IdentitySlot& src, const LeafInfo& leaf, std::uint32_t proto,
                               std::uint16_t port) const noexcept;
-  Verdict classify_from(const IdentitySlot& src, const FlowKey& key) const noexcept;
+  // Steps 3-4 for a source already looked up and the destination's leaf: reach test, port
+  // filter and the verdict inline. With kCallGroups (the IPv4 entries, inlined into the
+  // dataplane) the groups are one call, lookup_entry, which a flood never makes and which returns
+  // the winning entry in a register (p = protocol class, kProtoClass; port 0 for protocols
+  // without ports); without (classify, classify_untagged: already a call) they are inline.
+  template <bool kCallGroups>
+  Verdict decide(const IdentitySlot& src, std::uint32_t leaf, std::uint8_t proto, std::uint16_t dport) const noexcept;
+  [[gnu::noinline]] std::uint32_t lookup_entry(IdentitySlot src, const LeafInfo& leaf, std::uint32_t p,
+                                               std::uint16_t port) const noexcept;
+  // Protocol → class of the per-protocol tables: TCP 0, UDP 1 (the two with ports and port
+  // filters), ICMP 2, ICMPv6 3, anything else 4.
+  static constexpr std::array<std::uint8_t, 256> kProtoClass = [] {
+    std::array<std::uint8_t, 256> t{};
+    t.fill(4);
+    t[kProtoTcp] = 0;
+    t[kProtoUdp] = 1;
+    t[kProtoIcmp] = 2;
+    t[kProtoIcmpv6] = 3;
+    return t;
+  }();
   std::uint32_t leaf_of(const IpAddress& a) const noexcept { return a.v6 ? lpm6_.lookup(a) : lpm4_.lookup(a); }
 
   std::uint64_t revision_ = 0;
@@ -246,5 +278,94 @@ class PolicySnapshot {
   hs_database* path_db_ = nullptr;
   hs_database* deny_db_ = nullptr;
 };
+
+// ---- the inline part of the lookup (classify_v4 and classify_untagged_v4 are the dataplane's) ----
+
+// Identity hash: bucketed, an entry lives in the 4-slot bucket its hash names, or (when that
+// bucket was full at insertion) in a later one. A bucket with a free slot ends the search, so
+// the common case checks one bucket; the four ids sit side by side: one SSE2 compare finds the
+// id (or a free slot).
+[[gnu::always_inline]] inline PolicySnapshot::IdentitySlot PolicySnapshot::find_identity(IdentityId id) const noexcept {
+  const std::size_t mask = identities_.size() - 1;
+  std::size_t b = (id * 0x9E3779B1u) >> identity_shift_;
+  const __m128i want = _mm_set1_epi32(static_cast<int>(id));
+  for (;;) {
+    const IdentityBucket& bk = identities_[b];
+    const __m128i ids = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.id));
+    const int hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, want)));
+    const int open = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, _mm_setzero_si128())));
+    if (hit != 0 && id != 0) [[likely]] {
+      const int j = __builtin_ctz(static_cast<unsigned>(hit));
+      return {id, bk.src_a[j], bk.src_c[j], bk.reach[j]};
+    }
+    if (open != 0) return {0, 0, 0, 0};
+    b = (b + 1) & mask;
+  }
+}
+
+// The verdict of entry `e` (0 = no rule: the default deny) towards `leaf`.
+[[gnu::always_inline]] inline Verdict PolicySnapshot::finish(std::uint32_t e, const LeafInfo& leaf) const noexcept {
+  const VerdictEntry& entry = entries_[e];
+  Verdict v;
+  v.revision = revision_;
+  v.rule_id = entry.rule_id;
+  v.segment = leaf.segment;
+  if (entry.deny) {  // entry 0 (no rule) is a deny too
+    v.disposition = leaf.audit ? Disposition::audit : Disposition::deny;
+    v.reason = e == 0 ? DropReason::policy_default_deny : DropReason::policy_deny;
+  } else {
+    v.disposition = Disposition::allow;
+    v.rate_class = entry.rate_class;
+    v.l7 = entry.l7;
+    v.payload_hdr = entry.payload_hdr;
+  }
+  return v;
+}
+
+// No rule can match (classify step 3): entry 0 with the leaf's segment and mode, exactly what
+// finish(0, leaf) gives, without loading the entry.
+[[gnu::always_inline]] inline Verdict PolicySnapshot::default_deny(const LeafInfo& leaf) const noexcept {
+  Verdict v;
+  v.revision = revision_;
+  v.segment = leaf.segment;
+  v.disposition = leaf.audit ? Disposition::audit : Disposition::deny;
+  v.reason = DropReason::policy_default_deny;
+  return v;
+}
+
+template <bool kCallGroups>
+[[gnu::always_inline]] inline Verdict PolicySnapshot::decide(const IdentitySlot& src, std::uint32_t l,
+                                                             std::uint8_t proto, std::uint16_t dport) const noexcept {
+  const LeafInfo& leaf = leaves_[l];
+  // Reach test: a source with no rule towards anything in this leaf is denied here (floods of
+  // untagged or unknown sources to protected destinations end at this line).
+  if ((src.reach & leaf.reach) == 0) return default_deny(leaf);
+  const std::uint32_t p = kProtoClass[proto];
+  std::uint16_t port = 0;
+  if (p < 2) {
+    // Port filter: no rule towards this leaf names this port with this protocol (floods of
+    // sources that have rules here, to closed ports, end at this line).
+    if (((port_filter_[l * 2 + p] >> (dport & 63)) & 1) == 0) return default_deny(leaf);
+    port = dport;
+  }
+  if constexpr (kCallGroups)
+    return finish(lookup_entry(src, leaf, p, port), leaf);
+  else
+    return finish(lookup_groups<true>(src, leaf, p, port), leaf);
+}
+
+[[gnu::always_inline]] inline Verdict PolicySnapshot::classify_v4(IdentityId src, std::uint32_t dst,
+                                                                  std::uint8_t proto,
+                                                                  std::uint16_t dport) const noexcept {
+  return decide<true>(find_identity(src), lpm4_.lookup_v4(dst), proto, dport);
+}
+
+[[gnu::always_inline]] inline Verdict PolicySnapshot::classify_untagged_v4(std::uint32_t src, std::uint32_t dst,
+                                                                           std::uint8_t proto, std::uint16_t dport,
+                                                                           IdentityId& identity) const noexcept {
+  const IdentitySlot s = untagged_[lpm4_.lookup_v4(src)];
+  identity = s.id;
+  return decide<true>(s, lpm4_.lookup_v4(dst), proto, dport);
+}
 
 }  // namespace zt::rules

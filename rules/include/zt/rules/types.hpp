@@ -3,7 +3,9 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +54,15 @@ struct IpAddress {
   }
   constexpr unsigned bits() const noexcept { return v6 ? 128 : 32; }
 };
+
+// Four bytes of an IPv4 address in network order (a packet header's, IpAddress::bytes) as the
+// host-order number PolicySnapshot's IPv4 entries take: one load and a byte swap.
+inline std::uint32_t v4_host_order(const std::uint8_t* network_order) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, network_order, sizeof v);
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap32(v);
+  return v;
+}
 
 struct IpPrefix {
   IpAddress addr;  // host bits are zero
