@@ -385,8 +385,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     flows_->age(clk.tsc, 1);
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
-  const auto from_source = [&](const IpLayer& outer, bool tag_failure) -> DropReason {
-    const SourceKey src = vol_->source_key(outer.src.b.data(), outer.version, *vp);
+  // always_inline: outlined, its cost would fall outside run_burst (dataplane/README "Sources").
+  const auto from_source = [&](const IpLayer& outer, bool tag_failure) __attribute__((always_inline))
+                               -> DropReason {
+    const SourceRef src = vol_->source(outer.src.b.data(), outer.version, *vp);  // no prefix built
     if (tag_failure && vol_->tag_failed(src, *vp, clk.tsc)) {
       c.blocklist_added.inc();
       return DropReason::none;  // the packet keeps its tag reason; its successors are blocklisted

@@ -12,38 +12,10 @@ namespace zt::dp {
 
 namespace {
 
-constexpr unsigned kRows = 4;
-constexpr unsigned kSketches = 3;  // untagged/invalid packets, tag failures, new flows
-constexpr unsigned kPkts = 0, kFails = 1, kNewFlows = 2;
+// Count-min rows per sketch, and counters per row inside a key's cache line.
+constexpr unsigned kRows = 4, kRowSlots = 4;
 constexpr unsigned kProbe = 8;
 constexpr std::uint32_t kMinBitDepth = 8 * 1600;  // one full frame always fits a bit bucket
-
-inline std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64 finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
-inline std::uint64_t load_be64(const std::uint8_t* p) noexcept {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-  return v;
-}
-
-inline std::uint64_t prefix_bits(const std::uint8_t* addr, std::uint8_t version, std::uint8_t len) noexcept {
-  if (version == 4) {
-    const std::uint32_t a = (std::uint32_t{addr[0]} << 24) | (std::uint32_t{addr[1]} << 16) |
-                            (std::uint32_t{addr[2]} << 8) | addr[3];
-    const std::uint32_t m = len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
-    return (a & m) | ((std::uint64_t{4} << 56) ^ (std::uint64_t{len} << 48));
-  }
-  const std::uint64_t a = load_be64(addr);
-  const std::uint64_t m = len == 0 ? 0 : ~std::uint64_t{0} << (64 - len);
-  return (a & m) ^ (std::uint64_t{len} * 0x9E3779B97F4A7C15ULL);
-}
 
 std::uint32_t per_window(std::uint64_t pps, const VolumetricConfig& c, unsigned workers) noexcept {
   if (pps == 0) return 0;
@@ -98,6 +70,13 @@ std::shared_ptr<const VolumetricPlan> make_volumetric_plan(const VolumetricConfi
   p->block_limit = per_window(cfg.block_pps, cfg, workers);
   p->fail_limit = per_window(cfg.mac_fail_pps, cfg, workers);
   p->new_flow_source_limit = per_window(cfg.new_flows_per_source, cfg, workers);
+  p->below_limits = std::min(p->block_limit - 1, p->source_limit - 1);  // 0 (off) wraps to UINT32_MAX
+  // The same prefix bits as ever (1..32 / 1..64 after validate; clamped so no shift overflows).
+  const unsigned l4 = std::min<unsigned>(cfg.v4_prefix, 32), l6 = std::min<unsigned>(cfg.v6_prefix, 64);
+  p->v4_mask = l4 == 0 ? 0 : ~std::uint32_t{0} << (32 - l4);
+  p->v4_salt = (std::uint64_t{4} << 56) ^ (std::uint64_t{cfg.v4_prefix} << 48);
+  p->v6_mask = l6 == 0 ? 0 : ~std::uint64_t{0} << (64 - l6);
+  p->v6_salt = std::uint64_t{cfg.v6_prefix} * 0x9E3779B97F4A7C15ULL;
   if (cfg.new_flows_global != 0) {
     p->new_flow_rate = static_cast<double>(cfg.new_flows_global) / w / hz;
     p->new_flow_depth = std::max(1.0, static_cast<double>(cfg.new_flows_global) / w * burst_s);
@@ -133,19 +112,19 @@ std::shared_ptr<const VolumetricPlan> make_volumetric_plan(const VolumetricConfi
 
 std::expected<std::unique_ptr<Volumetric>, std::string> Volumetric::create(const Sizing& s) {
   const auto pow2 = [](std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
-  if (!pow2(s.meters) || !pow2(s.blocklist) || !pow2(s.sketch_width) || s.sketch_width > 32768 ||
-      s.blocklist < kProbe || s.meters < kProbe || s.top == 0)
+  if (!pow2(s.meters) || !pow2(s.blocklist) || !pow2(s.sketch_width) || s.sketch_width < kRowSlots ||
+      s.sketch_width > 32768 || s.blocklist < kProbe || s.meters < kProbe || s.top == 0)
     return std::unexpected(fmt::format(
         "volumetric tables: meters {}, blocklist {} (powers of two, at least {}), sketch width {} "
-        "(a power of two up to 32768), top {} (at least 1)",
+        "(a power of two from 4 to 32768), top {} (at least 1)",
         s.meters, s.blocklist, kProbe, s.sketch_width, s.top));
   std::unique_ptr<Volumetric> v(new Volumetric());
   v->seed_ = s.seed != 0 ? s.seed : (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
-  v->sketch_width_ = s.sketch_width;
-  v->sketch_mask_ = s.sketch_width - 1;
+  v->sketch_lines_ = s.sketch_width / kRowSlots;
+  v->line_mask_ = v->sketch_lines_ - 1;
   v->block_mask_ = s.blocklist - 1;
   v->meter_mask_ = s.meters - 1;
-  v->sketch_ = new (std::nothrow) std::uint32_t[std::size_t{kSketches} * kRows * s.sketch_width]();
+  v->sketch_ = new (std::nothrow) SketchLine[std::size_t{kSketchCount} * v->sketch_lines_]();
   v->block_hot_ = new (std::nothrow) BlockHot[s.blocklist]();
   v->block_cold_ = new (std::nothrow) BlockCold[s.blocklist]();
   v->meters_ = new (std::nothrow) Bucket[s.meters]();
@@ -165,21 +144,15 @@ Volumetric::~Volumetric() {
 }
 
 void Volumetric::roll(std::uint64_t tsc) noexcept {
-  std::memset(sketch_, 0, sizeof(std::uint32_t) * kSketches * kRows * sketch_width_);
+  std::memset(static_cast<void*>(sketch_), 0, sizeof(SketchLine) * kSketchCount * sketch_lines_);
   std::swap(top_, top_prev_);
   top_prev_n_ = top_n_;
   top_n_ = 0;
   window_start_ = tsc;
 }
 
-std::uint64_t Volumetric::source_hash(const std::uint8_t* addr, std::uint8_t version,
-                                      const VolumetricPlan& p) const noexcept {
-  const std::uint8_t len = version == 4 ? p.cfg.v4_prefix : p.cfg.v6_prefix;
-  return mix(prefix_bits(addr, version, len) ^ seed_) | 1;
-}
-
 std::uint64_t Volumetric::identity_key(std::uint32_t identity) const noexcept {
-  return mix((std::uint64_t{0x1d} << 56 | identity) ^ seed_) | 1;
+  return detail::mix((std::uint64_t{0x1d} << 56 | identity) ^ seed_) | 1;
 }
 
 SourceKey Volumetric::source_key(const std::uint8_t* addr, std::uint8_t version,
@@ -251,17 +224,27 @@ bool Volumetric::block(const SourceKey& src, BlockReason why, std::uint64_t tsc,
   return added;
 }
 
-std::uint32_t Volumetric::sketch_add(std::uint32_t* sk, std::uint64_t key) noexcept {
+// The sketches are blocked count-min sketches: sketch_add and row_slot (volumetric.hpp), error
+// bound in dataplane/README.md "Volumetric".
+std::uint32_t Volumetric::sketch_estimate(const SketchLine& l, std::uint64_t key) noexcept {
   std::uint32_t est = UINT32_MAX;
-  for (unsigned r = 0; r < kRows; ++r) {
-    std::uint32_t& cnt = sk[r * sketch_width_ + (static_cast<std::uint32_t>(key >> (16 * r + 1)) & sketch_mask_)];
-    cnt += cnt != UINT32_MAX;
-    est = std::min(est, cnt);
-  }
+  for (unsigned r = 0; r < kRows; ++r) est = std::min(est, l.c[row_slot(key, r)]);
   return est;
 }
 
-void Volumetric::note_top(const SourceKey& src, std::uint32_t est) noexcept {
+std::uint32_t Volumetric::packets_estimate(std::uint64_t key) const noexcept {
+  return sketch_estimate(*line(kPktsSketch, key), key);
+}
+std::uint32_t Volumetric::failures_estimate(std::uint64_t key) const noexcept {
+  return sketch_estimate(*line(kFailsSketch, key), key);
+}
+std::uint32_t Volumetric::sketch_line(std::uint64_t key) const noexcept {
+  return static_cast<std::uint32_t>(key >> 24) & line_mask_;
+}
+
+// Only the sources that get onto the list are named (their masked prefix built): every 64th
+// packet of a source, and only when it enters the list or replaces one.
+void Volumetric::note_top(const SourceRef& src, std::uint32_t est, const VolumetricPlan& p) noexcept {
   std::uint32_t min_at = 0;
   for (std::uint32_t i = 0; i < top_n_; ++i) {
     if (top_[i].src.key == src.key) {
@@ -271,30 +254,26 @@ void Volumetric::note_top(const SourceKey& src, std::uint32_t est) noexcept {
     if (top_[i].est < top_[min_at].est) min_at = i;
   }
   if (top_n_ < top_cap_) {
-    top_[top_n_++] = {src, est};
+    top_[top_n_++] = {source_key(src.addr, src.version, p), est};
   } else if (top_[min_at].est < est) {
-    top_[min_at] = {src, est};
+    top_[min_at] = {source_key(src.addr, src.version, p), est};
   }
 }
 
-rules::DropReason Volumetric::account_source(const SourceKey& src, const VolumetricPlan& p,
-                                             std::uint64_t tsc, bool& added) noexcept {
-  added = false;
-  const std::uint32_t est = sketch_add(sketch_ + kPkts * kRows * sketch_width_, src.key);
-  if ((est & 63) == 0) [[unlikely]] note_top(src, est);  // amortised: every 64th packet of a source
-  if (p.block_limit != 0 && est > p.block_limit) [[unlikely]] {
-    added = block(src, BlockReason::heavy_hitter, tsc, p.block_cycles);
+rules::DropReason Volumetric::account_rare(const SourceRef& src, std::uint32_t est, const VolumetricPlan& p,
+                                           std::uint64_t tsc, bool& added) noexcept {
+  if ((est & 63) == 0) note_top(src, est, p);  // amortised: every 64th packet of a source
+  if (p.block_limit != 0 && est > p.block_limit) {
+    added = block_source(src, BlockReason::heavy_hitter, p, tsc);
     return rules::DropReason::blocklisted;
   }
   if (p.source_limit != 0 && est > p.source_limit) return rules::DropReason::source_rate_limited;
   return rules::DropReason::none;
 }
 
-bool Volumetric::tag_failed(const SourceKey& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept {
-  if (p.fail_limit == 0) return false;
-  const std::uint32_t est = sketch_add(sketch_ + kFails * kRows * sketch_width_, src.key);
-  if (est <= p.fail_limit) return false;
-  return block(src, BlockReason::tag_failures, tsc, p.block_cycles);
+bool Volumetric::block_source(const SourceRef& src, BlockReason why, const VolumetricPlan& p,
+                              std::uint64_t tsc) noexcept {
+  return block(source_key(src.addr, src.version, p), why, tsc, p.block_cycles);
 }
 
 rules::DropReason Volumetric::admit(std::uint64_t source, bool verified, std::uint32_t flows_used,
@@ -304,7 +283,7 @@ rules::DropReason Volumetric::admit(std::uint64_t source, bool verified, std::ui
       std::uint64_t{flows_used} * 100 >= std::uint64_t{flows_capacity} * p.cfg.table_watermark_pct)
     return rules::DropReason::admission_watermark;
   if (p.new_flow_source_limit != 0 &&
-      sketch_add(sketch_ + kNewFlows * kRows * sketch_width_, source) > p.new_flow_source_limit)
+      sketch_add(*line(kNewFlowsSketch, source), source) > p.new_flow_source_limit)
     return rules::DropReason::new_flow_rate_limited;
   if (p.new_flow_rate != 0) {
     if (newflow_tokens_ < 0) newflow_tokens_ = p.new_flow_depth, newflow_last_ = tsc;
@@ -321,7 +300,7 @@ rules::DropReason Volumetric::admit(std::uint64_t source, bool verified, std::ui
 Volumetric::Bucket* Volumetric::meter(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p,
                                       std::uint64_t tsc) noexcept {
   const std::uint64_t key = ((std::uint64_t{identity} << 16) | cls) + 1;
-  std::uint32_t h = static_cast<std::uint32_t>(mix(key ^ seed_)) & meter_mask_;
+  std::uint32_t h = static_cast<std::uint32_t>(detail::mix(key ^ seed_)) & meter_mask_;
   std::uint32_t oldest = h;
   for (unsigned i = 0; i < kProbe; ++i, h = (h + 1) & meter_mask_) {
     Bucket& b = meters_[h];

@@ -4,8 +4,9 @@
 //   - token buckets per (identity, rate class) from the policy's rate classes, in packets and
 //     bits per second, the appliance limit split evenly across workers. Checked before the MAC
 //     (no consume), consumed only after the MAC passed: spoofed tags cannot spend a budget;
-//   - three count-min sketches over fixed windows, keyed by source prefix (/24 v4, /56 v6 by
-//     default): untagged and invalid-tag packets, tag failures, new flows. Over the per-source
+//   - three count-min sketches over fixed windows, blocked (a source's 4 counters share one
+//     cache line), keyed by source prefix (/24 v4, /56 v6 by default): untagged and
+//     invalid-tag packets, tag failures, new flows. Over the per-source
 //     limit a packet drops (`source_rate_limited`); a heavy hitter (over `block_pps`) or a
 //     forged-tag flooder (over `mac_fail_pps`) is put on the blocklist;
 //   - a blocklist with expiry, checked right after the L3 source is read (before the parser,
@@ -19,8 +20,10 @@
 // Snapshot: changing a limit is a republish (Control::set_volumetric).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <expected>
 #include <memory>
 #include <span>
@@ -70,6 +73,14 @@ struct VolumetricPlan {
   std::uint64_t overload_cycles = 0;  // 0: off
   // Per worker, per window (0: off).
   std::uint32_t source_limit = 0, block_limit = 0, fail_limit = 0, new_flow_source_limit = 0;
+  // Derived by make_volumetric_plan (the only way to build a plan) for the per-packet calls:
+  // min(block_limit - 1, source_limit - 1), a limit of 0 wrapping to UINT32_MAX: a packet
+  // estimate `est` (>= 1) crosses neither limit while est - 1 <= this;
+  std::uint32_t below_limits = UINT32_MAX;
+  // and the source prefix as hash input: (address bits & mask) ^ salt, from cfg.v4_prefix and
+  // cfg.v6_prefix.
+  std::uint32_t v4_mask = 0;
+  std::uint64_t v4_salt = 0, v6_mask = 0, v6_salt = 0;
   // Per worker token buckets: per cycle, and depth.
   double new_flow_rate = 0, new_flow_depth = 0;  // rate 0: off
   double flow_log_rate = 0, flow_log_depth = 0;
@@ -110,12 +121,23 @@ struct SourceKey {
   std::uint8_t len = 0;
 };
 
+// A source on the fast path: its hash key only, and the address its SourceKey (masked prefix)
+// is made from when it is needed, i.e. when the source is listed or becomes a top talker.
+// `addr` must stay valid for the call it is passed to.
+struct SourceRef {
+  std::uint64_t key = 0;
+  const std::uint8_t* addr = nullptr;
+  std::uint8_t version = 4;
+};
+
 class Volumetric {
  public:
   struct Sizing {
     std::uint32_t meters = 4096;      // (identity, rate class) buckets, power of two
     std::uint32_t blocklist = 4096;   // entries, power of two
-    std::uint32_t sketch_width = 2048;  // counters per row, power of two (4 rows)
+    // Counters per row (4 rows), a power of two from 4 to 32768; width / 4 cache lines of 16
+    // counters per sketch, a source's 4 counters in one line (dataplane/README "Volumetric").
+    std::uint32_t sketch_width = 2048;
     std::uint32_t top = 16;           // top talkers kept per window
     std::uint64_t seed = 0;           // hash seed (0: random)
   };
@@ -129,6 +151,10 @@ class Volumetric {
   SourceKey source_key(const std::uint8_t* addr, std::uint8_t version, const VolumetricPlan& p) const noexcept;
   // The fast key only (no prefix kept): what the blocklist probe uses.
   std::uint64_t source_hash(const std::uint8_t* addr, std::uint8_t version, const VolumetricPlan& p) const noexcept;
+  // What the per-packet calls below take: the hash, and the address for the rare prefix.
+  SourceRef source(const std::uint8_t* addr, std::uint8_t version, const VolumetricPlan& p) const noexcept {
+    return {source_hash(addr, version, p), addr, version};
+  }
 
   // The new-flow sketch's key for a verified identity (distinct from every prefix key).
   std::uint64_t identity_key(std::uint32_t identity) const noexcept;
@@ -139,11 +165,17 @@ class Volumetric {
 
   // An untagged or invalid-tag packet from `src`: counts it; returns none, source_rate_limited
   // (over the per-source limit) or blocklisted (a heavy hitter; `added` if this packet listed it).
-  rules::DropReason account_source(const SourceKey& src, const VolumetricPlan& p, std::uint64_t tsc,
+  rules::DropReason account_source(const SourceRef& src, const VolumetricPlan& p, std::uint64_t tsc,
                                    bool& added) noexcept;
   // A tag check failed for a packet from `src`: enough of them blocklist the source (true: this
   // failure listed it).
-  bool tag_failed(const SourceKey& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
+  bool tag_failed(const SourceRef& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
+
+  // The current window's count-min estimates for a source key (packets, tag failures), and the
+  // index of the cache line its counters share in each sketch (tests, benchmarks).
+  std::uint32_t packets_estimate(std::uint64_t key) const noexcept;
+  std::uint32_t failures_estimate(std::uint64_t key) const noexcept;
+  std::uint32_t sketch_line(std::uint64_t key) const noexcept;
 
   // New-flow admission (after policy and MAC): none, new_flow_rate_limited or
   // admission_watermark. `source`: prefix key for unverified, identity-derived for verified.
@@ -178,8 +210,31 @@ class Volumetric {
  private:
   Volumetric() = default;
   void roll(std::uint64_t tsc) noexcept;
-  std::uint32_t sketch_add(std::uint32_t* sk, std::uint64_t key) noexcept;
-  void note_top(const SourceKey& src, std::uint32_t est) noexcept;
+  // One 64-byte line: 4 rows of 4 counters; a key counts in one counter of each row.
+  struct alignas(64) SketchLine {
+    std::uint32_t c[16];
+  };
+  // The three sketches interleaved by line: [line][sketch], so a source's packet and failure
+  // lines are neighbours.
+  static constexpr unsigned kPktsSketch = 0, kFailsSketch = 1, kNewFlowsSketch = 2, kSketchCount = 3;
+  // Row r's counter in the line: 2 bits of the key from bit 56 + 2r, apart from the line's bits
+  // (24..): one key never counts twice in a row, and two keys sharing a line collide in each row
+  // independently (dataplane/README.md "Volumetric").
+  static unsigned row_slot(std::uint64_t key, unsigned r) noexcept {
+    return r * 4 + (static_cast<unsigned>(key >> (56 + 2 * r)) & 3);
+  }
+  SketchLine* line(unsigned sketch, std::uint64_t key) const noexcept {
+    return sketch_ + std::size_t{static_cast<std::uint32_t>(key >> 24) & line_mask_} * kSketchCount + sketch;
+  }
+  static std::uint32_t sketch_add(SketchLine& l, std::uint64_t key) noexcept;
+  static std::uint32_t sketch_estimate(const SketchLine& l, std::uint64_t key) noexcept;
+  void note_top(const SourceRef& src, std::uint32_t est, const VolumetricPlan& p) noexcept;
+  // The rare ends of account_source / tag_failed, out of line: a 64th packet (top list), a limit
+  // crossed (the SourceKey is built only here).
+  [[gnu::cold]] rules::DropReason account_rare(const SourceRef& src, std::uint32_t est, const VolumetricPlan& p,
+                                               std::uint64_t tsc, bool& added) noexcept;
+  [[gnu::cold]] bool block_source(const SourceRef& src, BlockReason why, const VolumetricPlan& p,
+                                  std::uint64_t tsc) noexcept;
   struct Bucket;
   Bucket* meter(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
   Bucket& refilled(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
@@ -205,9 +260,9 @@ class Volumetric {
   };
 
   std::uint64_t seed_ = 0;
-  std::uint32_t sketch_mask_ = 0, block_mask_ = 0, meter_mask_ = 0;
-  std::uint32_t* sketch_ = nullptr;  // 3 sketches × 4 rows × width
-  std::uint32_t sketch_width_ = 0;
+  std::uint32_t line_mask_ = 0, block_mask_ = 0, meter_mask_ = 0;
+  SketchLine* sketch_ = nullptr;  // (width / 4) lines × 3 sketches
+  std::uint32_t sketch_lines_ = 0;
   BlockHot* block_hot_ = nullptr;
   BlockCold* block_cold_ = nullptr;
   Bucket* meters_ = nullptr;
@@ -220,5 +275,60 @@ class Volumetric {
   std::uint64_t full_since_ = 0;
   bool was_overloaded_ = false;
 };
+
+// ---- the per-packet calls, inline (the pipeline makes them for every untagged new-flow packet
+// and every tag failure) ----------------------------------------------------------------------
+
+namespace detail {
+inline std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64 finaliser
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+}  // namespace detail
+
+inline std::uint64_t Volumetric::source_hash(const std::uint8_t* addr, std::uint8_t version,
+                                             const VolumetricPlan& p) const noexcept {
+  std::uint64_t bits;
+  if (version == 4) {
+    std::uint32_t a;
+    std::memcpy(&a, addr, 4);
+    bits = (__builtin_bswap32(a) & p.v4_mask) ^ p.v4_salt;
+  } else {  // the first 64 bits: v6 prefixes are at most /64 (validate)
+    std::uint64_t a;
+    std::memcpy(&a, addr, 8);
+    bits = (__builtin_bswap64(a) & p.v6_mask) ^ p.v6_salt;
+  }
+  return detail::mix(bits ^ seed_) | 1;
+}
+
+inline std::uint32_t Volumetric::sketch_add(SketchLine& l, std::uint64_t key) noexcept {
+  std::uint32_t est = UINT32_MAX;
+#pragma GCC unroll 4
+  for (unsigned r = 0; r < 4; ++r) {
+    std::uint32_t& cnt = l.c[row_slot(key, r)];
+    cnt += cnt < UINT32_MAX;  // saturates: never wraps to an under-count
+    est = std::min(est, cnt);
+  }
+  return est;
+}
+
+inline rules::DropReason Volumetric::account_source(const SourceRef& src, const VolumetricPlan& p,
+                                                    std::uint64_t tsc, bool& added) noexcept {
+  added = false;
+  const std::uint32_t est = sketch_add(*line(kPktsSketch, src.key), src.key);
+  if ((est & 63) != 0 && est - 1 <= p.below_limits) [[likely]]  // neither limit crossed
+    return rules::DropReason::none;
+  return account_rare(src, est, p, tsc, added);
+}
+
+inline bool Volumetric::tag_failed(const SourceRef& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept {
+  if (p.fail_limit == 0) return false;
+  if (sketch_add(*line(kFailsSketch, src.key), src.key) <= p.fail_limit) [[likely]] return false;
+  return block_source(src, BlockReason::tag_failures, p, tsc);
+}
 
 }  // namespace zt::dp
