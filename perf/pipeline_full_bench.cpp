@@ -98,6 +98,7 @@ constexpr std::uint16_t kAllowedPort = 443;    // rule 10: allow, payload: hdr (
 constexpr std::uint16_t kDeniedPort = 9999;    // no rule: default deny
 constexpr std::uint32_t kForgedBase = 0x4000000;  // flow index ranges that never meet
 constexpr std::uint32_t kDeniedBase = 0x8000000;
+constexpr std::uint32_t kOpenPortBase = 0xC000000;
 
 const char* kPolicy = zt::perf::kPipelineBenchPolicy;
 
@@ -905,10 +906,27 @@ int main(int argc, char** argv) {
     bool mac;  // one MAC per packet expected
     double target;
   };
+  // The worker ages its table round and round (idle polls, every 8th busy iteration); the
+  // benchmark calls Pipeline::run without that loop. One full round here, untimed, as the
+  // worker's would have made by now: after it every flow is known to be of the current
+  // revision, which lets packets no flow can hold skip the flow table (dataplane/README.md
+  // "Packets no flow can hold"). Nothing expires: the flows' last packets are recent.
+  if (b.pipe->flows().size() != 0) {
+    const std::uint32_t before = b.pipe->flows().size();
+    b.pipe->age(static_cast<std::uint64_t>(b.now), b.pipe->flows().bucket_count());
+    if (b.pipe->flows().size() != before) {
+      fmt::print(stderr, "pipeline_full_bench: the aging round expired {} flows\n", before - b.pipe->flows().size());
+      return 1;
+    }
+  }
   const Flood floods[] = {
       {"forged-tag flood, allowed dst (1 MAC each)", true, kForgedBase, kAllowedPort, DropReason::tag_forged_mac, true, 120},
       {"forged-tag flood, denied dst (no MAC)", true, kDeniedBase, kDeniedPort, DropReason::policy_default_deny, false, 120},
       {"untagged flood, denied dst", false, kDeniedBase, kDeniedPort, DropReason::policy_default_deny, false, 80},
+      // The same flood to a port rules towards zone-b name (udp/443, allowed for `web`): no
+      // shortcut before the flow table, the reach test denies it in classify. No target: shown
+      // so that the closed-port figure above is not read as every untagged flood's.
+      {"untagged flood, port open to others", false, kOpenPortBase, kAllowedPort, DropReason::policy_default_deny, false, 0},
   };
   for (const auto& s : floods) {
     if (!wanted(s.name)) continue;

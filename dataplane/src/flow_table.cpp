@@ -362,16 +362,32 @@ void FlowTable::erase(FlowEntry* e) noexcept {
   }
 }
 
-unsigned FlowTable::age(std::uint64_t now, unsigned buckets) noexcept {
+unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revision) noexcept {
   unsigned expired_n = 0;
+  const bool known = revision != kUnknownRevision;
+  const auto rev = static_cast<std::uint32_t>(revision);
   for (unsigned i = 0; i < buckets; ++i) {
+    if (age_cursor_ == 0) {  // a round begins
+      round_rev_ = rev;
+      round_clean_ = known;
+    }
+    round_clean_ = round_clean_ && known && rev == round_rev_;
     Bucket& b = buckets_[age_cursor_];
     age_cursor_ = (age_cursor_ + 1) & bucket_mask_;
-    for (unsigned s = 0; s < kSlots; ++s)
-      if (b.idx[s] != kEmpty && expired(entries_[b.idx[s]], now)) {
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (b.idx[s] == kEmpty) continue;
+      const FlowEntry& e = entries_[b.idx[s]];
+      if (expired(e, now)) {
         remove_at(b, s);
         ++expired_n;
+      } else if (e.revision != round_rev_) {
+        round_clean_ = false;
       }
+    }
+    if (age_cursor_ == 0) {  // the round is complete
+      clean_valid_ = round_clean_;
+      clean_rev_ = round_rev_;
+    }
   }
   return expired_n;
 }

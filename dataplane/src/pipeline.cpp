@@ -75,6 +75,7 @@ struct Pkt {
   bool has_rule = false;  // `rule` decided it (counters by rule, trace)
   bool tag_bad = false;   // failed a tag check: identity class `invalid`
   bool frag_later = false;       // a non-first fragment: follows its first one (pass 5)
+  bool no_flow = false;  // no flow can hold it (may_hold_flow_v4): no key, no flow lookup
 };
 
 // Who sent it, as far as this packet tells (counters.hpp, IdentityClass).
@@ -382,7 +383,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // entries, before the lookup so no packet holds an entry it removes). Below it: one compare.
   if (const std::uint64_t pct = vp != nullptr ? std::min(vp->cfg.table_watermark_pct, 87U) : 87U;
       std::uint64_t{flows_->size()} * 100 >= std::uint64_t{flows_->capacity()} * pct) [[unlikely]]
-    flows_->age(clk.tsc, 1);
+    flows_->age(clk.tsc, 1, snap != nullptr ? snap->revision() : FlowTable::kUnknownRevision);
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
   // always_inline: outlined, its cost would fall outside run_burst (dataplane/README "Sources").
@@ -401,6 +402,12 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
 
   for (unsigned i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
   for (unsigned i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
+  const std::uint64_t revision = snap != nullptr ? snap->revision() : 0;
+  last_revision_ = snap != nullptr ? revision : FlowTable::kUnknownRevision;
+  // Packets no flow of this policy can hold skip the flow table only while every flow in it is
+  // of this revision (older ones must be found to be re-decided and erased).
+  const bool no_flow_ok = policy != nullptr && flows_->all_flows_at(static_cast<std::uint32_t>(revision));
 
   // 1. Parse; build flow keys.
   for (unsigned i = 0; i < n; ++i) {
@@ -417,6 +424,16 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       p.drop = f.drop;
       p.frag = f.slot;
       p.frag_later = true;
+      continue;
+    }
+    // An untagged packet no rule covers in either direction (a flood to a closed port) cannot
+    // be in the flow table: the policy decides it in pass 3 without a key or a lookup
+    // (dataplane/README.md "Packets no flow can hold"). Tagged packets are not asked: for them
+    // the answer is nearly always "may", and the established path should not pay the question.
+    if (no_flow_ok && !p.tagged && l.version == 4 && l.frag == FragKind::none &&
+        !policy->may_hold_flow_v4(rules::v4_host_order(l.src.b.data()), rules::v4_host_order(l.dst.b.data()),
+                                  l.proto, l.sport, l.dport)) {
+      p.no_flow = true;
       continue;
     }
     FlowKey& key = keys[nkeys];
@@ -438,8 +455,6 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   stamp(Stage::lookup, n);
 
   // 3. Policy for new flows, before any crypto: a deny costs no MAC.
-  const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
-  const std::uint64_t revision = snap != nullptr ? snap->revision() : 0;
   // Read once per burst: the snapshot is immutable, and the burst clock is one time.
   const bool no_new_flows = snap != nullptr && (snap->expired || clk.now_ns >= snap->expires_ns);
   unsigned nverify = 0;
@@ -447,7 +462,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     Pkt& p = pk[i];
     // Exactly the packets pass 1 gave a key: IP, not dropped, not a later fragment.
     if (!p.ip || p.drop != DropReason::none || p.frag_later) continue;
-    if (FlowEntry* e = found[p.kslot]; e != nullptr) {
+    if (FlowEntry* e = p.no_flow ? nullptr : found[p.kslot]; e != nullptr) {
       p.flow = e;
       p.rule = e->rule_id;
       p.has_rule = true;
@@ -662,6 +677,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         } else if (p.rate_class != rules::kNoRateClass &&
                    !vol_->meter_consume(p.meter_id, p.rate_class, rte_pktmbuf_pkt_len(m), *vp, clk.tsc)) {
           p.drop = DropReason::rate_limited;  // its identity's earlier packets spent the budget
+        } else if (p.no_flow) [[unlikely]] {
+          // No key: the policy denies such a packet in pass 3 by construction (the same port
+          // filters); should that ever not hold, it is dropped, never admitted keyless.
+          p.drop = DropReason::policy_default_deny;
         } else {
           switch (flows_->insert(keys[p.kslot], p.dir, p.identity, clk.tsc, &e)) {
             case InsertResult::inserted:

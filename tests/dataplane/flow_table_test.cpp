@@ -258,6 +258,49 @@ TEST(FlowTable, FlowsThatAgeOutOrAreReclaimedGiveTheirIdentitysQuotaBack) {
   EXPECT_EQ(held + t->identity_flows(99), t->size());  // every flow counted once, under its identity
 }
 
+// all_flows_at(R): true only after a whole aging round under R found nothing but flows of R;
+// any flow of another revision, a change of revision mid-round, or a round of unknown revision
+// keeps it false. (The pipeline skips the flow lookup for packets no flow can hold only then.)
+TEST(FlowTable, AllFlowsAtARevisionOnlyAfterACleanRoundUnderIt) {
+  auto t = table(256);
+  FlowEntry* e;
+  EXPECT_FALSE(t->all_flows_at(5));  // no round yet
+  for (std::uint16_t p = 0; p < 20; ++p) {
+    ASSERT_EQ(add(*t, v4(1, 2, p, 53, 17), 42, 0, &e), InsertResult::inserted);
+    e->revision = 5;
+  }
+  const unsigned n = t->bucket_count();
+  t->age(kTps, n - 1, 5);
+  EXPECT_FALSE(t->all_flows_at(5));  // one bucket short of a round
+  t->age(kTps, 1, 5);
+  EXPECT_TRUE(t->all_flows_at(5));
+  EXPECT_FALSE(t->all_flows_at(6));
+  // Revision 6 is published; the flows are still of 5 until re-decided.
+  t->age(kTps, n, 6);
+  EXPECT_FALSE(t->all_flows_at(6));
+  EXPECT_FALSE(t->all_flows_at(5));
+  t->for_each([](const FlowEntry& f) {
+    const_cast<FlowEntry&>(f).revision = 6;
+    return true;
+  });
+  t->age(kTps, n / 2, 6);
+  t->age(kTps, n - n / 2, 7);  // changed mid-round: not clean for either
+  EXPECT_FALSE(t->all_flows_at(6));
+  EXPECT_FALSE(t->all_flows_at(7));
+  t->age(kTps, n, 6);
+  EXPECT_TRUE(t->all_flows_at(6));
+  // One flow of another revision anywhere spoils the next round.
+  ASSERT_EQ(add(*t, v4(9, 2, 1, 53, 17), 42, 0, &e), InsertResult::inserted);
+  e->revision = 4;
+  t->age(kTps, n, 6);
+  EXPECT_FALSE(t->all_flows_at(6));
+  // Aging without a revision (tests, tools) never makes it true.
+  t->clear();
+  t->age(kTps, n);
+  EXPECT_FALSE(t->all_flows_at(6));
+  EXPECT_FALSE(t->all_flows_at(0));
+}
+
 TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
   auto t = table(4096);
   FlowEntry* e;

@@ -370,6 +370,35 @@ TEST_F(PipelineTest, RevokingTheRuleCutsTheEstablishedFlowOnItsNextPacket) {
   EXPECT_EQ(run({udp(A1, B5, 1000, 53)}, v2.get()).size(), 1u);
 }
 
+// Packets no rule covers in either direction skip the flow table (dataplane/README.md "Packets
+// no flow can hold"), but only once an aging round has shown every flow to be of the current
+// revision: a flow of an older revision on a port the new one closes entirely is still found,
+// re-decided and erased; after that, floods to closed ports are decided as before and an
+// allowed flow's replies still follow flow state.
+TEST_F(PipelineTest, AFlowOnAPortTheNewRevisionClosesIsStillFoundAndRevoked) {
+  auto v1 = snapshot(compile(kPolicy, 1));
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN)}, v1.get()).size(), 1u);
+  ASSERT_EQ(run({tcp(B5, A1, 8080, 40000, SYN | ACK)}, v1.get(), 1).size(), 1u);
+  pipe->age(kNow, pipe->flows().bucket_count());  // a clean round under revision 1
+  ASSERT_TRUE(pipe->flows().all_flows_at(1));
+  // Revision 2 has no TCP rule towards zone-b on 8080 & 63 (rule 10's 80 shares that bit).
+  auto v2 = snapshot(compile(kPolicy, 2, {"10", "40"}));
+  EXPECT_TRUE(v2->policy->may_hold_flow_v4(0x0a010001, 0x0a020005, 6, 40000, 8080) == false);
+  EXPECT_TRUE(run({tcp(A1, B5, 40000, 8080, ACK)}, v2.get()).empty());
+  EXPECT_EQ(drops(DropReason::policy_default_deny), 1u);
+  EXPECT_EQ(c.revoked_flows.get(), 1u);
+  EXPECT_EQ(pipe->flows().size(), 0u);
+  // An allowed flow under revision 2, then a clean round: the shortcut is on.
+  ASSERT_EQ(run({udp(A1, B5, 1000, 53)}, v2.get()).size(), 1u);
+  pipe->age(kNow, pipe->flows().bucket_count());
+  ASSERT_TRUE(pipe->flows().all_flows_at(2));
+  EXPECT_EQ(run({udp(B5, A1, 53, 1000)}, v2.get(), 1).size(), 1u);  // its reply
+  EXPECT_TRUE(run({tcp(A1, B5, 40001, 8080, SYN), udp(A1, B5, 1001, 9999)}, v2.get()).empty());
+  EXPECT_EQ(drops(DropReason::policy_default_deny), 3u);
+  EXPECT_EQ(c.new_flows.get(), 2u);
+  EXPECT_EQ(pipe->flows().size(), 1u);
+}
+
 TEST_F(PipelineTest, ASnapshotPastItsExpiryRefusesNewFlowsByItselfAndKeepsEstablishedOnes) {
   // The worker compares the snapshot's expiry with its burst clock: no control thread has to
   // mark it expired for new flows to fail closed on time.

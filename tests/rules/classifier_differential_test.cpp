@@ -214,7 +214,7 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
   std::vector<Verdict> burst(keys.size());
   EXPECT_EQ(s.classify_burst(keys, burst), keys.size());
   int unconnected = 0, allowed = 0, denied_by_rule = 0, pseudo_sources = 0, untagged_allowed = 0, closed_port = 0;
-  int v4_keys = 0, v4_untagged = 0, v4_allowed = 0;
+  int v4_keys = 0, v4_untagged = 0, v4_allowed = 0, may_hold = 0, no_flow = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const auto& k = keys[i];
     const auto want = s.classify_all_groups(k);
@@ -257,6 +257,36 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
                   uwant, "classify_untagged_v4: " + uwhat);
       EXPECT_EQ(id4, uk.src) << "classify_untagged_v4: " << uwhat;
     }
+    // may_hold_flow_v4 (the dataplane skips the flow table when it says no): a "no" must mean
+    // that no identity the policy knows (declared, segment pseudo identities, unauthenticated,
+    // unknown) is allowed or audited from the source to dst:dport, nor from anywhere to the
+    // source's sport (a reply's flow). Every 3rd "no" is checked against every source.
+    if (!untagged_src[i].v6 && !k.dst.v6) {
+      const auto sport = static_cast<std::uint16_t>(rng() % 8 ? rng() % 260 : 443);
+      const bool may = s.may_hold_flow_v4(untagged_src[i].v4_host_order(), k.dst.v4_host_order(), k.proto, sport,
+                                          k.dport);
+      const bool ported = k.proto == kProtoTcp || k.proto == kProtoUdp;
+      if (!ported) EXPECT_TRUE(may) << "may_hold_flow_v4 without ports: " << uwhat;
+      if (may) {
+        ++may_hold;
+      } else if (no_flow++ % 3 == 0) {
+        std::vector<IdentityId> all = sources;
+        all.push_back(uk.src);
+        for (IdentityId from : all) {
+          FlowKey fwd = k;
+          fwd.src = from;
+          const auto vf = s.classify_all_groups(fwd);
+          EXPECT_EQ(vf.disposition, Disposition::deny) << "may_hold_flow_v4 said no, but forward " << describe(s, fwd);
+          FlowKey rev;
+          rev.src = from;
+          rev.dst = untagged_src[i];
+          rev.proto = k.proto;
+          rev.dport = sport;
+          const auto vr = s.classify_all_groups(rev);
+          EXPECT_EQ(vr.disposition, Disposition::deny) << "may_hold_flow_v4 said no, but reply flow " << describe(s, rev);
+        }
+      }
+    }
     pseudo_sources += uk.src != kUnauthenticated;
     untagged_allowed += ugot.disposition == Disposition::allow;
     if (failures() != failures_before) {
@@ -279,6 +309,9 @@ Seen run_differential(const Shape& shape, unsigned seed, int nkeys) {
   EXPECT_GT(v4_keys, nkeys / 2) << "seed " << seed;
   EXPECT_GT(v4_untagged, nkeys / 3) << "seed " << seed;
   EXPECT_GT(v4_allowed, 0) << "seed " << seed;
+  // may_hold_flow_v4 answered (these policies cover most ports: its "no" is rare here, and
+  // ClassifierShortcut.NoFlowAnswerHoldsForEveryIdentityAndBothDirections requires many).
+  EXPECT_GT(may_hold, 0) << "seed " << seed;
   return {untagged_allowed, closed_port};
 }
 
@@ -305,6 +338,74 @@ TEST(ClassifierShortcut, NeverChangesAVerdictWithPortsAcrossTheWholeRange) {
     EXPECT_GT(run_differential({30, 16, 80, 15, 15, 0, true}, seed, 2500).closed_port, 2500 / 40) << "seed " << seed;
   for (unsigned seed = 310; seed <= 311; ++seed)
     EXPECT_GT(run_differential({20, 10, 60, 50, 50, 0, true}, seed, 2000).closed_port, 2000 / 40) << "seed " << seed;
+}
+
+// may_hold_flow_v4 on a policy of specific ports (where its "no" is common): for every "no",
+// no identity is allowed or audited forward or as the opener of the reverse flow; an audit leaf
+// on either side is always "may"; both answers occur often.
+TEST(ClassifierShortcut, NoFlowAnswerHoldsForEveryIdentityAndBothDirections) {
+  auto p = parse_policy({{"p.yaml", R"(
+identities:
+  - {id: 1001, name: web, labels: {app: web}}
+  - {id: 1002, name: db, labels: {app: db}}
+segments:
+  - {name: zone-a, prefixes: [10.1.0.0/16], labels: {zone: a}}
+  - {name: zone-b, prefixes: [10.2.0.0/16], labels: {zone: b}}
+  - {name: b-dmz, prefixes: [10.2.128.0/17], labels: {zone: b}}
+  - {name: quiet, prefixes: [10.3.0.0/16], labels: {zone: q}, mode: audit}
+rules:
+  - {id: 10, from: {labels: {app: web}}, to: {segments: [zone-b]}, proto: udp, ports: [443], action: allow}
+  - {id: 11, from: {labels: {app: web}}, to: {segments: [b-dmz]}, proto: tcp, ports: [8000-8010], action: allow}
+  - {id: 12, from: {segments: [zone-a]}, to: {segments: [zone-b]}, proto: tcp, ports: [22], action: allow}
+  - {id: 13, from: any, to: {segments: [zone-a]}, proto: tcp, ports: [53], action: allow}
+  - {id: 14, from: {labels: {app: db}}, to: {segments: [quiet]}, proto: tcp, ports: [5432], action: allow}
+  - {id: 30, from: any, to: {segments: [zone-b]}, proto: tcp, ports: [23], action: deny}
+)"}});
+  ASSERT_TRUE(p.has_value()) << format(p.error()[0]);
+  auto compiled = compile(*p, {.revision = 3});
+  ASSERT_TRUE(compiled.has_value());
+  const auto& s = **compiled;
+  std::vector<IdentityId> sources{kUnauthenticated, 1001, 1002, 4242};
+  for (auto& seg : p->segments) sources.push_back(s.resolve_untagged(seg.prefixes[0].addr));
+  std::mt19937 rng(77);
+  const std::uint16_t ports[] = {443, 22, 23, 53, 5432, 8000, 8005, 8010, 8011, 80, 9999, 1234};
+  const auto port = [&] {
+    switch (rng() % 3) {
+      case 0: return ports[rng() % std::size(ports)];
+      case 1: return static_cast<std::uint16_t>(ports[rng() % std::size(ports)] + 64 * (rng() % 5));
+      default: return static_cast<std::uint16_t>(rng() % 65536);
+    }
+  };
+  const auto addr = [&] { return IpAddress::v4(((rng() % 5 == 0 ? 172u : 10u) << 24) | ((rng() % 4) << 16) | (rng() & 0xffff)); };
+  int may = 0, no = 0, audit_side = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const IpAddress src = addr(), dst = addr();
+    const std::uint8_t proto = rng() % 2 ? kProtoTcp : kProtoUdp;
+    const std::uint16_t sport = port(), dport = port();
+    const bool answer = s.may_hold_flow_v4(src.v4_host_order(), dst.v4_host_order(), proto, sport, dport);
+    const bool audit = (src.bytes[0] == 10 && src.bytes[1] == 3) || (dst.bytes[0] == 10 && dst.bytes[1] == 3);
+    if (audit) {
+      ++audit_side;
+      EXPECT_TRUE(answer) << "audit leaf " << to_string(src) << " -> " << to_string(dst);
+    }
+    if (answer) {
+      ++may;
+      continue;
+    }
+    ++no;
+    for (IdentityId from : sources) {
+      const auto vf = s.classify_all_groups({from, dst, proto, dport});
+      EXPECT_EQ(vf.disposition, Disposition::deny) << "no, but " << from << " -> " << to_string(dst) << ":" << dport;
+      const auto vr = s.classify_all_groups({from, src, proto, sport});
+      EXPECT_EQ(vr.disposition, Disposition::deny) << "no, but the reply flow " << from << " -> " << to_string(src) << ":" << sport;
+    }
+  }
+  EXPECT_GT(may, 400);
+  EXPECT_GT(no, 400);
+  EXPECT_GT(audit_side, 100);
+  // Without ports there is no filter: always "may".
+  EXPECT_TRUE(s.may_hold_flow_v4(IpAddress::v4(0xac100001).v4_host_order(), IpAddress::v4(0x0a020001).v4_host_order(),
+                                 kProtoIcmp, 0, 0));
 }
 
 TEST(ClassifierShortcut, UntaggedSourceWithoutRulesIsDeniedWithTheLeafsSegmentAndMode) {

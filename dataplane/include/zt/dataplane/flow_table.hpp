@@ -169,7 +169,19 @@ class FlowTable {
   void erase(FlowEntry* e) noexcept;
 
   // Ages up to `buckets` buckets from a rotating cursor; returns how many flows expired.
-  unsigned age(std::uint64_t now, unsigned buckets) noexcept;
+  // `revision`: the policy revision the owner runs under (low 32 bits, as FlowEntry::revision),
+  // or kUnknownRevision. A full round of the cursor that started under revision R, saw only
+  // flows of R and was given R throughout makes all_flows_at(R) true (see there).
+  static constexpr std::uint64_t kUnknownRevision = ~std::uint64_t{0};
+  unsigned age(std::uint64_t now, unsigned buckets, std::uint64_t revision = kUnknownRevision) noexcept;
+  // Every flow in the table was admitted or last re-decided under `revision` (low 32 bits): a
+  // whole aging round under it found nothing else, and flows entered since carry the revision
+  // their packet ran under, which is `revision` as long as it is still the current one.
+  // Conservative: false until such a round completes after each change of revision. The
+  // pipeline skips the flow lookup for packets no flow of the current policy can hold only
+  // then (a flow of an older revision must still be found, to be re-decided and erased).
+  bool all_flows_at(std::uint32_t revision) const noexcept { return clean_valid_ && clean_rev_ == revision; }
+  std::uint32_t bucket_count() const noexcept { return bucket_mask_ + 1; }
   bool expired(const FlowEntry& e, std::uint64_t now) const noexcept;
 
   // Updates the TCP state of `e` for a packet with `tcp_flags` going `dir`.
@@ -233,6 +245,10 @@ class FlowTable {
   std::uint32_t used_ = 0;
   std::uint32_t quota_limit_ = 0;
   std::uint32_t age_cursor_ = 0;
+  // all_flows_at(): the round in progress (its revision, whether it is still clean) and the
+  // last completed clean round's revision.
+  std::uint32_t round_rev_ = 0, clean_rev_ = 0;
+  bool round_clean_ = false, clean_valid_ = false;
   FlowTimeouts timeouts_;
   void* mem_ = nullptr;
   std::size_t mem_bytes_ = 0;

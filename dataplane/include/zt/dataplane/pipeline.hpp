@@ -102,7 +102,7 @@ class Pipeline {
   unsigned age(std::uint64_t tsc, unsigned buckets) noexcept {
     frags_->age(tsc, buckets);
     l7_->age(*flows_, buckets);
-    return flows_->age(tsc, buckets);
+    return flows_->age(tsc, buckets, last_revision_);
   }
   // Control path, before `s` is published: prepares this worker's L7 (Hyperscan) scratch for
   // its policy; the worker adopts it without allocating on its first burst under `s`.
@@ -141,6 +141,8 @@ class Pipeline {
   rte_ring* trace_ring_ = nullptr;
   CaptureTap* capture_ = nullptr;
   std::unique_ptr<Volumetric> vol_;
+  // The revision of the last burst's snapshot (FlowTable::age: all_flows_at), or unknown.
+  std::uint64_t last_revision_ = FlowTable::kUnknownRevision;
   rte_ring* flow_log_ = nullptr;  // SP/SC ring of FlowLogRecord; null: no flow logs
 };
 

@@ -122,6 +122,17 @@ class PolicySnapshot {
   Verdict classify_untagged_v4(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::uint16_t dport,
                                IdentityId& identity) const noexcept;
 
+  // Whether a TCP/UDP IPv4 packet src:sport -> dst:dport can belong to any flow this revision
+  // could have admitted, in either direction (rules/README.md "Packets no flow can hold"):
+  // false only when no rule of any source covers (dst's leaf, proto, dport) nor (src's leaf,
+  // proto, sport) — the port filters of classify step 3 — and neither leaf is in audit mode.
+  // Then classify() of that key from any identity, and of its reverse, is a deny: the packet is
+  // neither a new flow this policy admits nor a reply of one, so the dataplane need not look
+  // for it in the flow table. Other protocols (no port filter): always true. Inline, two LPM
+  // lookups and two mask tests.
+  bool may_hold_flow_v4(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::uint16_t sport,
+                        std::uint16_t dport) const noexcept;
+
   // The identity an untagged packet from `src` carries: the pseudo identity of the most
   // specific segment chain that a rule names as a source, else kUnauthenticated.
   IdentityId resolve_untagged(const IpAddress& src) const noexcept;
@@ -366,6 +377,17 @@ template <bool kCallGroups>
   const IdentitySlot s = untagged_[lpm4_.lookup_v4(src)];
   identity = s.id;
   return decide<true>(s, lpm4_.lookup_v4(dst), proto, dport);
+}
+
+[[gnu::always_inline]] inline bool PolicySnapshot::may_hold_flow_v4(std::uint32_t src, std::uint32_t dst,
+                                                                     std::uint8_t proto, std::uint16_t sport,
+                                                                     std::uint16_t dport) const noexcept {
+  const std::uint32_t p = kProtoClass[proto];
+  if (p >= 2) return true;
+  const std::uint32_t ls = lpm4_.lookup_v4(src), ld = lpm4_.lookup_v4(dst);
+  const bool fwd = ((port_filter_[ld * 2 + p] >> (dport & 63)) & 1) != 0;
+  const bool rev = ((port_filter_[ls * 2 + p] >> (sport & 63)) & 1) != 0;
+  return fwd | rev | leaves_[ld].audit | leaves_[ls].audit;
 }
 
 }  // namespace zt::rules
