@@ -5,6 +5,7 @@
 // together once per group into a stack table: broadcast (VBROADCASTI32X4) when the register's
 // lanes share one CachedKey (pointer equality), transposed from the lanes' schedules otherwise,
 // and reused as is by the next register when its lanes have the same keys.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include "cmac_aesni.hpp"
@@ -141,8 +142,12 @@ struct Vec {
 bool cmac_kernel_supported(CmacKernel k) noexcept {
   static const bool vaes = [] {
     __builtin_cpu_init();
-    return aesni_cmac_supported() && __builtin_cpu_supports("vaes") &&
-           __builtin_cpu_supports("avx2");
+    // VAES from CPUID leaf 7 (ECX bit 9): clang 16 (the fuzz build) has no "vaes" for
+    // __builtin_cpu_supports. AVX2 through the builtin, which also checks the OS saves the
+    // YMM state (XGETBV), which VAES needs as well.
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool vaes_bit = __get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && (c & (1u << 9)) != 0;
+    return aesni_cmac_supported() && vaes_bit && __builtin_cpu_supports("avx2");
   }();
   static const bool avx512 = [] {
     __builtin_cpu_init();
