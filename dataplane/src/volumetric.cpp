@@ -149,6 +149,7 @@ void Volumetric::roll(std::uint64_t tsc) noexcept {
   top_prev_n_ = top_n_;
   top_n_ = 0;
   window_start_ = tsc;
+  fails_in_window_ = 0;
 }
 
 std::uint64_t Volumetric::identity_key(std::uint32_t identity) const noexcept {

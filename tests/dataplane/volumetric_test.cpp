@@ -270,6 +270,40 @@ TEST(VolumetricTables, ATagFailureFlooderIsListedByItsPrefixAfterTheLimit) {
   EXPECT_EQ(six.prefix_len, 56);
 }
 
+// A spoofed forged-tag flood spread over 65,536 /24s (~46 failures each, 3M in one window)
+// fills every counter of the 2048-wide failure sketch far past the 1000/s limit. The limit is
+// judged above the window's noise floor (2 x failures / row width), so neither the flood's
+// sources nor an innocent agent with one failed tag are listed, while a real flooder among them
+// (5000 failures from one /24) still is.
+TEST(VolumetricTables, ASpreadTagFailureFloodListsNeitherItsSourcesNorAnInnocentAgent) {
+  auto plan = dp::make_volumetric_plan({}, nullptr, 1, kHz);
+  ASSERT_EQ(plan->fail_limit, 1000u);
+  auto v = table();
+  const std::uint64_t t = kHz;
+  v->begin(*plan, t);
+  unsigned listed = 0;
+  for (unsigned i = 0; i < 3'000'000; ++i) {
+    const std::uint32_t h = i * 2654435761u;
+    const std::array<std::uint8_t, 16> a{44, static_cast<std::uint8_t>(h >> 16), static_cast<std::uint8_t>(h >> 8),
+                                         static_cast<std::uint8_t>(i)};
+    listed += v->tag_failed(v->source(a.data(), 4, *plan), *plan, t);
+  }
+  EXPECT_EQ(listed, 0u);
+  const auto innocent = v4(10, 77, 0, 1);
+  EXPECT_GT(v->failures_estimate(v->source_hash(innocent.data(), 4, *plan)), 1000u);  // the saturation
+  EXPECT_FALSE(v->tag_failed(v->source(innocent.data(), 4, *plan), *plan, t));
+  unsigned flooder_listed_at = 0;
+  for (unsigned i = 1; i <= 8000 && flooder_listed_at == 0; ++i) {
+    const auto a = v4(10, 88, 0, static_cast<std::uint8_t>(i));
+    if (v->tag_failed(v->source(a.data(), 4, *plan), *plan, t)) flooder_listed_at = i;
+  }
+  EXPECT_GT(flooder_listed_at, 1000u);
+  EXPECT_LT(flooder_listed_at, 8000u);
+  dp::VolumetricEntry e[4];
+  ASSERT_EQ(v->dump_blocklist(e, 4, t, kHz), 1u);
+  EXPECT_EQ(e[0].prefix, (std::array<std::uint8_t, 16>{10, 88, 0, 0}));
+}
+
 TEST(VolumetricTables, BlocklistEntriesExpireAndCanBeClearedByPrefix) {
   VolumetricConfig vc;
   vc.block_ms = 200;

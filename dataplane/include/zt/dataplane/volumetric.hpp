@@ -269,6 +269,7 @@ class Volumetric {
   std::unique_ptr<Top[]> top_, top_prev_;
   std::uint32_t top_cap_ = 0, top_n_ = 0, top_prev_n_ = 0;
   std::uint64_t window_start_ = 0;
+  std::uint64_t fails_in_window_ = 0;  // tag failures counted this window (tag_failed's noise floor)
   std::uint64_t live_until_ = 0;
   double newflow_tokens_ = -1, flowlog_tokens_ = -1;
   std::uint64_t newflow_last_ = 0, flowlog_last_ = 0;
@@ -327,7 +328,14 @@ inline rules::DropReason Volumetric::account_source(const SourceRef& src, const 
 
 inline bool Volumetric::tag_failed(const SourceRef& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept {
   if (p.fail_limit == 0) return false;
-  if (sketch_add(*line(kFailsSketch, src.key), src.key) <= p.fail_limit) [[likely]] return false;
+  ++fails_in_window_;
+  const std::uint32_t est = sketch_add(*line(kFailsSketch, src.key), src.key);
+  if (est <= p.fail_limit) [[likely]] return false;
+  // Judged above the window's noise floor: every counter of a row carries on average N / w
+  // failures of other sources (N this window, w counters a row). A spoofed flood of more than
+  // ~w x limit failures a second would otherwise push every failing /24 (and an innocent agent
+  // with one failed tag) over the limit (dataplane/README.md "Volumetric", "Noise floor").
+  if (est - p.fail_limit <= 2 * fails_in_window_ / (std::uint64_t{4} * sketch_lines_)) return false;
   return block_source(src, BlockReason::tag_failures, p, tsc);
 }
 
