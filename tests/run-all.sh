@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 jobs=${JOBS:-$(nproc)}
 
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "dependencies"
 appliance/scripts/install-deps.sh || exit 1
@@ -38,6 +38,7 @@ step "fuzzers, ${ZT_FUZZ_SECONDS:-20} s each, ${FUZZ_PARALLEL:-$jobs} at a time"
 fuzz_rc=0
 FUZZ_PARALLEL=${FUZZ_PARALLEL:-$jobs} tests/fuzz/run-fuzz.sh "${ZT_FUZZ_SECONDS:-20}" || { fuzz_rc=1; failed=1; }
 
+step "done"
 # One closing line over all of it.
 /usr/bin/python3 - "$fuzz_rc" <<'PY'
 import json, sys
