@@ -165,7 +165,14 @@ const CachedKey* KeyRing::find(std::uint32_t identity, std::uint64_t epoch, Alg 
 
 KeyRing::Clock KeyRing::clock(std::int64_t now_ns) const noexcept {
   const std::int64_t e = epoch_at(now_ns);
-  return Clock{now_ns, e, e < 0 ? 0 : epoch_start(static_cast<std::uint64_t>(e)), policy_.time_window_ns};
+  Clock c{now_ns, e, e < 0 ? 0 : epoch_start(static_cast<std::uint64_t>(e)), policy_.time_window_ns};
+  for (std::size_t s = 0; s < slots_.size(); ++s) {  // slot s holds epoch e - 1 + d
+    if (!slots_[s].present || e < 0) continue;
+    const std::int64_t d = static_cast<std::int64_t>(slots_[s].epoch) - (e - 1);
+    if (d >= 0 && d < 3 && c.slot[static_cast<std::size_t>(d)] < 0)
+      c.slot[static_cast<std::size_t>(d)] = static_cast<std::int8_t>(s);
+  }
+  return c;
 }
 
 TagReject KeyRing::precheck(const TagFields& f, bool hdr_allowed, std::int64_t now_ns,
