@@ -46,14 +46,7 @@ TEST(AesniCmac, EqualsOpenSslForEveryLength0To2100InMixedBursts) {
   if (!mb) GTEST_SKIP() << mb.error().message;
   constexpr std::size_t kMaxLen = 2100;
   std::mt19937_64 rng(20261124);
-  struct Case {
-    Alg alg;
-    std::size_t len;
-  };
-  std::vector<Case> cases;
-  for (Alg a : {Alg::aes128_cmac, Alg::aes256_cmac})
-    for (std::size_t len = 0; len <= kMaxLen; ++len) cases.push_back({a, len});
-  std::shuffle(cases.begin(), cases.end(), rng);
+  const std::vector<test::CmacCase> cases = test::shuffled_cmac_cases(kMaxLen, rng);
 
   std::size_t checked = 0;
   for (std::size_t at = 0; at < cases.size();) {
@@ -63,7 +56,7 @@ TEST(AesniCmac, EqualsOpenSslForEveryLength0To2100InMixedBursts) {
     std::vector<std::array<std::uint8_t, 16>> got(n);
     std::vector<CmacJob> jobs;
     for (std::size_t i = 0; i < n; ++i) {
-      const Case& c = cases[at + i];
+      const test::CmacCase& c = cases[at + i];
       keys[i].resize(key_len(c.alg));
       for (auto& b : keys[i]) b = static_cast<std::uint8_t>(rng());
       msgs[i].resize(c.len);  // exactly sized: ASan catches a read past the message

@@ -30,14 +30,7 @@ TEST_P(VaesCmac, EqualsOpenSslForEveryLength0To300InShuffledBurstsOfEverySize) {
   ASSERT_EQ(mb->arch(), kernel);
   constexpr std::size_t kMaxLen = 300;
   std::mt19937_64 rng(20261124 + static_cast<int>(keys_mode));
-  struct Case {
-    Alg alg;
-    std::size_t len;
-  };
-  std::vector<Case> cases;
-  for (Alg a : {Alg::aes128_cmac, Alg::aes256_cmac})
-    for (std::size_t len = 0; len <= kMaxLen; ++len) cases.push_back({a, len});
-  std::shuffle(cases.begin(), cases.end(), rng);
+  const std::vector<test::CmacCase> cases = test::shuffled_cmac_cases(kMaxLen, rng);
 
   // Key pools per burst: 1 per algorithm (shared), 3 (few), or one per lane (distinct).
   auto random_key = [&](Alg a) {
@@ -65,7 +58,7 @@ TEST_P(VaesCmac, EqualsOpenSslForEveryLength0To300InShuffledBurstsOfEverySize) {
     std::vector<std::array<std::uint8_t, 16>> got(n);
     std::vector<CmacJob> jobs;
     for (std::size_t i = 0; i < n; ++i) {
-      const Case& c = cases[at + i];
+      const test::CmacCase& c = cases[at + i];
       const auto a = static_cast<std::size_t>(c.alg);
       key_of[i] = keys_mode == Keys::distinct ? i : rng() % pool;
       msgs[i].resize(c.len);  // exactly sized: ASan catches a read past the message
@@ -74,7 +67,7 @@ TEST_P(VaesCmac, EqualsOpenSslForEveryLength0To300InShuffledBurstsOfEverySize) {
     }
     ASSERT_EQ(mb->compute(jobs), n);
     for (std::size_t i = 0; i < n; ++i) {
-      const Case& c = cases[at + i];
+      const test::CmacCase& c = cases[at + i];
       std::array<std::uint8_t, 16> want{};
       ASSERT_TRUE(openssl_cmac(raw[static_cast<std::size_t>(c.alg)][key_of[i]], msgs[i], want));
       ASSERT_EQ(test::to_hex(got[i]), test::to_hex(want))

@@ -3,9 +3,11 @@
 // dependency, so the benchmark can use them; a fixture that cannot be built aborts loudly.
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <array>
+#include <random>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +25,20 @@ inline void require(bool ok, const char* what, const std::string& detail = {}) {
   if (ok) return;
   std::fprintf(stderr, "fixture failed: %s %s\n", what, detail.c_str());
   std::abort();
+}
+
+// Every message length 0..max_len of both algorithms, once each, in a shuffled order: the
+// multi-lane CMAC kernel tests cut it into bursts.
+struct CmacCase {
+  Alg alg;
+  std::size_t len;
+};
+inline std::vector<CmacCase> shuffled_cmac_cases(std::size_t max_len, std::mt19937_64& rng) {
+  std::vector<CmacCase> cases;
+  for (Alg a : {Alg::aes128_cmac, Alg::aes256_cmac})
+    for (std::size_t len = 0; len <= max_len; ++len) cases.push_back({a, len});
+  std::shuffle(cases.begin(), cases.end(), rng);
+  return cases;
 }
 
 inline std::vector<std::uint8_t> from_hex(const std::string& h) {
