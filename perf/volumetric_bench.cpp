@@ -10,7 +10,8 @@
 // (the flow table's watermark refuses it); and the three mixed. Printed per scenario: cycles per
 // packet (all packets), Mpps of the mixed stream, and goodput retained (legitimate packets
 // forwarded / sent; target >= 95 %). Then the cost of one packet from a blocklisted source
-// (target <= 60 cycles) and the per-packet cost of our token bucket beside DPDK's rte_meter
+// (a heavy hitter's, dropped before the parser: target <= 60 cycles; a source listed for tag
+// failures, refused after the flow lookup: no target) and the per-packet cost of our token bucket beside DPDK's rte_meter
 // srTCM, in the same run. Median and spread (min-max) over --runs runs.
 //
 // Usage: volumetric_bench [--quick] [--runs N] [--legit N] [--only TEXT]
@@ -276,15 +277,16 @@ int main(int argc, char** argv) {
   fmt::print("\n(drops: {}; blocklist entries added {}; flows in the table {} of {}, admitted {})\n", dropped,
              b.c.blocklist_added.get(), b.pipe->flows().size(), b.pipe->flows().capacity(), b.c.new_flows.get());
 
-  // Cost of one packet from a blocklisted source: whole bursts of it.
-  {
+  // Cost of one packet from a blocklisted source: whole bursts of it. A heavy hitter's packets
+  // are dropped before the parser; a source listed for tag failures keeps its established flows,
+  // so its other packets are refused after parse and flow lookup (no MAC, no sketch).
+  const auto listed_cost = [&](dp::BlockReason why, std::uint32_t src_addr, const Bytes& f, const char* what) {
     const auto& plan = *b.snap->volumetric;
-    const auto src = v4(0x0a630001);
-    b.pipe->volumetric().block(b.pipe->volumetric().source_key(src.data(), 4, plan), dp::BlockReason::heavy_hitter,
-                               rte_rdtsc(), rte_get_tsc_hz() * 3600);
+    const auto src = v4(src_addr);
+    b.pipe->volumetric().block(b.pipe->volumetric().source_key(src.data(), 4, plan), why, rte_rdtsc(),
+                               rte_get_tsc_hz() * 3600);
     const unsigned n = quick ? 4096 : 32768;
     std::vector<double> cpp;
-    const Bytes f = udp(0x0a630001, kB5, 1, 53);
     for (unsigned r = 0; r < runs; ++r) {
       const std::uint64_t before = b.c.drops[static_cast<std::size_t>(DropReason::blocklisted)].get();
       std::uint64_t cycles = 0;
@@ -301,8 +303,14 @@ int main(int argc, char** argv) {
       cpp.push_back(static_cast<double>(cycles) / n);
       ok = ok && b.c.drops[static_cast<std::size_t>(DropReason::blocklisted)].get() - before == n;
     }
-    fmt::print("\nblocklisted source, per packet (incl. mbuf free): {} cycles (target <= 60)\n", spread(cpp));
-  }
+    fmt::print("{}, per packet (incl. mbuf free): {} cycles\n", what, spread(cpp));
+  };
+  fmt::print("\n");
+  listed_cost(dp::BlockReason::heavy_hitter, 0x0a630001, udp(0x0a630001, kB5, 1, 53),
+              "blocklisted source (heavy hitter: before the parser; target <= 60)");
+  listed_cost(dp::BlockReason::tag_failures, 0x0a640001,
+              b.minter.tag(udp(0x0a0b0001, kB5, 7, 5201), 0x0a640001, b.ts++, true, b.rng),
+              "blocklisted source (tag failures: new flows refused after the flow lookup), forged tag");
 
   // Meter cost: our (identity, rate class) bucket vs rte_meter srTCM, one call per packet.
   {

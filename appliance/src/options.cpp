@@ -183,7 +183,8 @@ std::expected<ParseResult, std::string> parse_options(int argc, const char* cons
       ("vol-block-pps", po::value(&vol.block_pps)->default_value(vol.block_pps),
        "a source prefix sending more untagged/invalid packets per second is blocklisted (heavy hitter)")
       ("vol-mac-fail-pps", po::value(&vol.mac_fail_pps)->default_value(vol.mac_fail_pps),
-       "a source prefix with more tag failures per second is blocklisted (forged-tag flood)")
+       "a source prefix with more tag failures per second is blocklisted for new flows (forged-tag "
+       "flood; its established flows keep passing)")
       ("vol-block-ms", po::value(&vol.block_ms)->default_value(vol.block_ms),
        "how long a blocklist entry lasts (then it expires; a source still flooding is added again)")
       ("vol-new-flows-per-source", po::value(&vol.new_flows_per_source)->default_value(vol.new_flows_per_source),

@@ -299,12 +299,15 @@ unsigned Pipeline::drain_flow_logs(FlowLogRecord* out, unsigned max) noexcept {
   return rte_ring_sc_dequeue_burst_elem(flow_log_, out, sizeof(FlowLogRecord), max, nullptr);
 }
 
-// Drops every packet whose outer source prefix is on the blocklist, before anything else looks
-// at it: one hash probe each. Keeps the rest in order; counts the dropped ones as received
-// (unauthenticated class: their tag, if any, is never read) and `blocklisted`.
+// Drops every packet whose outer source prefix is on the blocklist as a heavy hitter, before
+// anything else looks at it: one hash probe each. Keeps the rest in order; counts the dropped
+// ones as received (unauthenticated class: their tag, if any, is never read) and `blocklisted`.
+// A source listed for tag failures is kept and marked: pass 3 lets its packets through only as
+// part of a flow already in the table (Volumetric::Listed).
 std::uint16_t Pipeline::drop_blocklisted(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
                                          const VolumetricPlan& vp, std::uint64_t tsc,
-                                         WorkerCounters& c) noexcept {
+                                         WorkerCounters& c, std::uint32_t& tag_listed,
+                                         std::uint64_t* tag_listed_key) noexcept {
   rte_mbuf* gone[kBurst];
   unsigned ng = 0;
   std::uint16_t keep = 0;
@@ -316,12 +319,18 @@ std::uint16_t Pipeline::drop_blocklisted(rte_mbuf** pkts, std::uint16_t n, unsig
     rte_mbuf* m = pkts[i];
     std::uint8_t version = 0;
     const std::uint8_t* src = peek_source(m, version);
-    if (src != nullptr && vol_->blocked(vol_->source_hash(src, version, vp), tsc)) {
+    const std::uint64_t key = src != nullptr ? vol_->source_hash(src, version, vp) : 0;
+    const Volumetric::Listed how = src != nullptr ? vol_->listed(key, tsc) : Volumetric::Listed::no;
+    if (how == Volumetric::Listed::drop) {
       bytes += rte_pktmbuf_pkt_len(m);
       gone[ng++] = m;
-    } else {
-      pkts[keep++] = m;
+      continue;
     }
+    if (how == Volumetric::Listed::established_only) {
+      tag_listed |= std::uint32_t{1} << keep;
+      tag_listed_key[keep] = key;
+    }
+    pkts[keep++] = m;
   }
   if (ng != 0) {
     rte_pktmbuf_free_bulk(gone, ng);
@@ -368,12 +377,14 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // Volumetric: the blocklist before anything else, and whether this worker is behind.
   const VolumetricPlan* vp = snap != nullptr ? snap->volumetric.get() : nullptr;
   bool overloaded = false;
+  std::uint32_t tag_listed = 0;  // bit i: packet i's source is listed for tag failures
+  std::uint64_t tag_listed_key[kBurst];  // written only for those
   if (vp != nullptr) {
     vol_->begin(*vp, clk.tsc);
     overloaded = vol_->overloaded(n, kBurst, *vp, clk.tsc);
     if (overloaded) c.overload_bursts.inc();
     if (vol_->blocklist_live(clk.tsc)) [[unlikely]] {
-      n = drop_blocklisted(pkts, n, in_port, *vp, clk.tsc, c);
+      n = drop_blocklisted(pkts, n, in_port, *vp, clk.tsc, c, tag_listed, tag_listed_key);
       if (n == 0) return 0;
     }
   }
@@ -505,6 +516,15 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           }
         }
       }
+      continue;
+    }
+    if ((tag_listed >> i) & 1) [[unlikely]] {
+      // Its source is listed for tag failures: no new flow from it (established ones passed
+      // above). Before the tag and the policy: no MAC (Volumetric::Listed). Still counted toward
+      // its prefix, so past --vol-block-pps it becomes a heavy hitter, dropped before the parser.
+      p.drop = DropReason::blocklisted;
+      vol_->count_listed_drop(tag_listed_key[i], clk.tsc);
+      (void)from_source(p.pp.outer, false);
       continue;
     }
     if (no_new_flows) [[unlikely]] {

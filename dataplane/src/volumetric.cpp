@@ -183,18 +183,32 @@ SourceKey Volumetric::source_key(const std::uint8_t* addr, std::uint8_t version,
   return k;
 }
 
-bool Volumetric::blocked(std::uint64_t key, std::uint64_t tsc) noexcept {
+Volumetric::Listed Volumetric::listed(std::uint64_t key, std::uint64_t tsc) noexcept {
   std::uint32_t h = static_cast<std::uint32_t>(key >> 1) & block_mask_;
   for (unsigned i = 0; i < kProbe; ++i, h = (h + 1) & block_mask_) {
     const BlockHot& b = block_hot_[h];
     if (b.key == key) {
-      if (b.expires <= tsc) return false;
-      ++block_cold_[h].drops;
-      return true;
+      if (b.expires <= tsc) return Listed::no;
+      BlockCold& cold = block_cold_[h];
+      if (cold.reason == static_cast<std::uint8_t>(BlockReason::tag_failures)) return Listed::established_only;
+      ++cold.drops;
+      return Listed::drop;
     }
-    if (b.key == 0) return false;
+    if (b.key == 0) return Listed::no;
   }
-  return false;
+  return Listed::no;
+}
+
+void Volumetric::count_listed_drop(std::uint64_t key, std::uint64_t tsc) noexcept {
+  std::uint32_t h = static_cast<std::uint32_t>(key >> 1) & block_mask_;
+  for (unsigned i = 0; i < kProbe; ++i, h = (h + 1) & block_mask_) {
+    const BlockHot& b = block_hot_[h];
+    if (b.key == key) {
+      if (b.expires > tsc) ++block_cold_[h].drops;
+      return;
+    }
+    if (b.key == 0) return;
+  }
 }
 
 bool Volumetric::block(const SourceKey& src, BlockReason why, std::uint64_t tsc, std::uint64_t cycles) noexcept {
@@ -220,7 +234,10 @@ bool Volumetric::block(const SourceKey& src, BlockReason why, std::uint64_t tsc,
   cold.prefix = src.prefix;
   cold.version = src.version;
   cold.len = src.len;
-  cold.reason = static_cast<std::uint8_t>(why);
+  // A live heavy-hitter entry listed again for tag failures stays a heavy hitter (dropped before
+  // the parser): the weaker listing never softens the stronger one.
+  if (added || cold.reason != static_cast<std::uint8_t>(BlockReason::heavy_hitter))
+    cold.reason = static_cast<std::uint8_t>(why);
   live_until_ = std::max(live_until_, hot.expires);
   return added;
 }

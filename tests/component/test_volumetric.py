@@ -88,7 +88,7 @@ def test_a_forged_tag_flooder_is_blocklisted_after_its_mac_failure_limit(tmp_pat
     assert r.returncode == 0, r.stderr
     assert len(r.out_b) == 200
     # The 101st failure lists 10.77.0.0/24; the rest of that burst was verified in the same batch,
-    # every later forged packet costs one blocklist probe and no MAC.
+    # every later forged packet opens no flow: refused as blocklisted after the flow lookup, no MAC.
     d = r.stats["drops"]
     assert set(d) == {"tag_forged_mac", "blocklisted"}
     assert 101 <= d["tag_forged_mac"] <= 101 + 31

@@ -481,7 +481,7 @@ TEST_F(VolumetricPipeline, AnUntaggedHeavyHitterIsBlocklistedUntilItsEntryExpire
   EXPECT_EQ(drops(DropReason::policy_default_deny), 41u);
 }
 
-TEST_F(VolumetricPipeline, AForgedTagFlooderIsBlocklistedSoItsLaterPacketsCostOneProbe) {
+TEST_F(VolumetricPipeline, AForgedTagFlooderIsBlocklistedSoItsLaterPacketsOpenNoFlowAndCostNoMac) {
   VolumetricConfig vc;
   vc.mac_fail_pps = 8;
   auto snap = snapshot(vc);
@@ -496,6 +496,50 @@ TEST_F(VolumetricPipeline, AForgedTagFlooderIsBlocklistedSoItsLaterPacketsCostOn
   EXPECT_EQ(drops(DropReason::blocklisted), 16u);
   // An authentic agent on another outer prefix is untouched.
   EXPECT_EQ(run({tagged(udp(W1, B5, 43000, 53), kWeb, v4(10, 1, 0, 100))}, *snap, 2000), 1u);
+}
+
+// The blocklist keys on the outer source, which a spoofer can forge: forged tags under an
+// agent's prefix get the prefix listed, but a tag-failure listing refuses only new flows; the
+// agent's running flow keeps passing (each packet still MAC-checked), and a forged packet on it
+// is still a forged tag. The refused packets still count toward the prefix: past the heavy-hitter
+// limit everything from it is dropped; a later tag-failure listing does not soften that.
+TEST_F(VolumetricPipeline, ATagFailureListingTakesThePrefixsNewFlowsNotItsRunningOnes) {
+  VolumetricConfig vc;
+  vc.mac_fail_pps = 8;
+  vc.block_pps = 64;
+  auto snap = snapshot(vc);
+  const auto agent = v4(10, 66, 0, 7), spoofed = v4(10, 66, 0, 99);
+  EXPECT_EQ(run({tagged(udp(W1, B5, 44000, 53), kWeb, agent)}, *snap, 0), 1u);
+  std::vector<Bytes> forged;
+  for (int i = 0; i < 16; ++i) forged.push_back(tagged(udp(W1, B5, 45000 + i, 53), kWeb, spoofed, true));
+  EXPECT_EQ(run(forged, *snap, 1000), 0u);
+  ASSERT_EQ(c.blocklist_added.get(), 1u);
+  EXPECT_EQ(run({tagged(udp(W1, B5, 44000, 53), kWeb, agent)}, *snap, 2000), 1u);  // running flow
+  EXPECT_EQ(run({tagged(udp(W1, B5, 44001, 53), kWeb, agent)}, *snap, 3000), 0u);  // new flow
+  EXPECT_EQ(drops(DropReason::blocklisted), 1u);
+  EXPECT_EQ(run({tagged(udp(W1, B5, 44000, 53), kWeb, spoofed, true)}, *snap, 4000), 0u);
+  EXPECT_EQ(drops(DropReason::tag_forged_mac), 17u);
+  EXPECT_EQ(c.new_flows.get(), 1u);
+  dp::VolumetricEntry e[2];
+  ASSERT_EQ(pipe->volumetric().dump_blocklist(e, 2, kHz + 5000, kHz), 1u);
+  EXPECT_EQ(e[0].reason, static_cast<std::uint8_t>(dp::BlockReason::tag_failures));
+  EXPECT_EQ(e[0].packets, 1u);  // the refused new flow
+
+  // 64 more new flows from the prefix (refused, counted): now a heavy hitter, and every packet
+  // goes before the parser, the running flow's too; tag failures do not make it lighter again.
+  std::vector<Bytes> more;
+  for (int i = 0; i < 32; ++i) more.push_back(tagged(udp(W1, B5, 46000 + i, 53), kWeb, spoofed, true));
+  EXPECT_EQ(run(more, *snap, 6000) + run(more, *snap, 7000), 0u);
+  EXPECT_EQ(c.blocklist_added.get(), 1u);  // the same entry, now a heavy hitter's
+  ASSERT_EQ(pipe->volumetric().dump_blocklist(e, 2, kHz + 8000, kHz), 1u);
+  EXPECT_EQ(e[0].reason, static_cast<std::uint8_t>(dp::BlockReason::heavy_hitter));
+  EXPECT_EQ(run({tagged(udp(W1, B5, 44000, 53), kWeb, agent)}, *snap, 9000), 0u);
+  EXPECT_EQ(drops(DropReason::blocklisted), 66u);
+  EXPECT_EQ(drops(DropReason::tag_forged_mac), 17u);  // none of them reached a MAC
+  auto& vol = pipe->volumetric();
+  const auto key = vol.source_key(agent.data(), 4, *snap->volumetric);
+  vol.block(key, dp::BlockReason::tag_failures, kHz + 10000, kHz);
+  EXPECT_EQ(vol.listed(key.key, kHz + 11000), dp::Volumetric::Listed::drop);
 }
 
 TEST_F(VolumetricPipeline, AboveTheWatermarkUntaggedSourcesCannotOpenFlowsButTaggedOnesCan) {

@@ -123,8 +123,11 @@ class Pipeline {
  private:
   Pipeline(std::unique_ptr<FlowTable> f, crypto::Verifier v, crypto::ReplayFilter r, GeneveMode m)
       : flows_(std::move(f)), verifier_(std::move(v)), replay_(std::move(r)), geneve_(m) {}
+  // `tag_listed` gets bit i for kept packet i whose source is listed for tag failures
+  // (established flows only; its key in `tag_listed_key[i]`).
   std::uint16_t drop_blocklisted(rte_mbuf** pkts, std::uint16_t n, unsigned in_port,
-                                 const VolumetricPlan& vp, std::uint64_t tsc, WorkerCounters& c) noexcept;
+                                 const VolumetricPlan& vp, std::uint64_t tsc, WorkerCounters& c,
+                                 std::uint32_t& tag_listed, std::uint64_t* tag_listed_key) noexcept;
   template <bool kTimed>
   std::uint16_t run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_port, const Snapshot* snap,
                           const BurstClock& clk, WorkerCounters& c) noexcept;

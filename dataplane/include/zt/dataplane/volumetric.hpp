@@ -161,7 +161,19 @@ class Volumetric {
 
   // Whether any blocklist entry can still be live at `tsc`.
   bool blocklist_live(std::uint64_t tsc) const noexcept { return tsc < live_until_; }
-  bool blocked(std::uint64_t key, std::uint64_t tsc) noexcept;
+  // What the blocklist says of a source key at `tsc` (dataplane/README.md "Blocklist"):
+  //   drop:             listed as a heavy hitter: every packet is dropped before the parser (the
+  //                     entry's drop count is bumped here);
+  //   established_only: listed for tag failures: only packets of flows already in the table pass
+  //                     (the pipeline refuses the others after the flow lookup and then calls
+  //                     count_listed_drop), so a spoofer who forges tags under an agent's outer
+  //                     prefix takes that prefix's new flows, never its running ones.
+  enum class Listed : std::uint8_t { no, drop, established_only };
+  Listed listed(std::uint64_t key, std::uint64_t tsc) noexcept;
+  bool blocked(std::uint64_t key, std::uint64_t tsc) noexcept { return listed(key, tsc) != Listed::no; }
+  // A packet of an established_only source refused for not belonging to a flow: counted on its
+  // entry (what `show volumetric` prints as the entry's drops).
+  void count_listed_drop(std::uint64_t key, std::uint64_t tsc) noexcept;
 
   // An untagged or invalid-tag packet from `src`: counts it; returns none, source_rate_limited
   // (over the per-source limit) or blocklisted (a heavy hitter; `added` if this packet listed it).
