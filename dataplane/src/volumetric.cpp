@@ -234,9 +234,9 @@ bool Volumetric::block(const SourceKey& src, BlockReason why, std::uint64_t tsc,
   cold.prefix = src.prefix;
   cold.version = src.version;
   cold.len = src.len;
-  // A live heavy-hitter entry listed again for tag failures stays a heavy hitter (dropped before
-  // the parser): the weaker listing never softens the stronger one.
-  if (added || cold.reason != static_cast<std::uint8_t>(BlockReason::heavy_hitter))
+  // Only a tag-failure entry (the weak kind: established flows pass) takes a new reason while
+  // live: a heavy hitter listed again for tag failures stays one, dropped before the parser.
+  if (added || cold.reason == static_cast<std::uint8_t>(BlockReason::tag_failures))
     cold.reason = static_cast<std::uint8_t>(why);
   live_until_ = std::max(live_until_, hot.expires);
   return added;

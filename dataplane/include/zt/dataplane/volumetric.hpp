@@ -162,8 +162,8 @@ class Volumetric {
   // Whether any blocklist entry can still be live at `tsc`.
   bool blocklist_live(std::uint64_t tsc) const noexcept { return tsc < live_until_; }
   // What the blocklist says of a source key at `tsc` (dataplane/README.md "Blocklist"):
-  //   drop:             listed as a heavy hitter: every packet is dropped before the parser (the
-  //                     entry's drop count is bumped here);
+  //   drop:             listed as a heavy hitter (any reason but tag failures): every packet is
+  //                     dropped before the parser (the entry's drop count is bumped here);
   //   established_only: listed for tag failures: only packets of flows already in the table pass
   //                     (the pipeline refuses the others after the flow lookup and then calls
   //                     count_listed_drop), so a spoofer who forges tags under an agent's outer
