@@ -441,7 +441,9 @@ std::vector<Verb> verbs() {
                }, {"packets"}, render_trace});
   v.push_back({{"show", "volumetric"}, "[--top N] [--json]", "limits, top talkers, blocklist with expiry",
                "The volumetric limits in force, the sources sending the most untagged or invalid-tag packets\n"
-               "(by prefix, summed over workers) and the dynamic blocklist with each entry's time left.",
+               "(by prefix, summed over workers) and the dynamic blocklist with each entry's time left: a\n"
+               "heavy_hitter entry drops everything its prefix sends, a tag_failures entry only what is not\n"
+               "part of an established flow (the prefix opens no new flow).",
                false, [](po::options_description& o) {
                  o.add_options()("top", po::value<std::string>()->default_value("16"), "top talkers to list (1-1000)");
                }, {}, render_volumetric});
