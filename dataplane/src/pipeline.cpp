@@ -398,9 +398,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
   // always_inline: outlined, its cost would fall outside run_burst (dataplane/README "Sources").
-  const auto from_source = [&](const IpLayer& outer, bool tag_failure) __attribute__((always_inline))
+  const auto from_source = [&](const SourceRef& src, bool tag_failure) __attribute__((always_inline))
                                -> DropReason {
-    const SourceRef src = vol_->source(outer.src.b.data(), outer.version, *vp);  // no prefix built
     if (tag_failure && vol_->tag_failed(src, *vp, clk.tsc)) {
       c.blocklist_added.inc();
       return DropReason::none;  // the packet keeps its tag reason; its successors are blocklisted
@@ -409,6 +408,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     const DropReason d = vol_->account_source(src, *vp, clk.tsc, added);
     if (added) c.blocklist_added.inc();
     return d;
+  };
+  // The source of an outer layer, hashed (no prefix built).
+  const auto source_of = [&](const IpLayer& outer) __attribute__((always_inline)) {
+    return vol_->source(outer.src.b.data(), outer.version, *vp);
   };
 
   for (unsigned i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
@@ -505,7 +508,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (vp != nullptr && p.dir == p.flow->initiator) {
         // What the initiator sends is metered: its rule's rate class (checked now, consumed
         // after the MAC); untagged senders also count toward their source prefix.
-        if (!p.tagged && (p.drop = from_source(p.pp.outer, false)) != DropReason::none) continue;
+        if (!p.tagged && (p.drop = from_source(source_of(p.pp.outer), false)) != DropReason::none) continue;
         if (!vp->rule_class.empty()) {
           const std::uint16_t rc = vp->rate_class_of(p.flow->rule_id);
           if (rc != rules::kNoRateClass) {
@@ -524,7 +527,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       // its prefix, so past --vol-block-pps it becomes a heavy hitter, dropped before the parser.
       p.drop = DropReason::blocklisted;
       vol_->count_listed_drop(tag_listed_key[i], clk.tsc);
-      (void)from_source(p.pp.outer, false);
+      (void)from_source({tag_listed_key[i], p.pp.outer.src.b.data(), p.pp.outer.version}, false);  // hashed already
       continue;
     }
     if (no_new_flows) [[unlikely]] {
@@ -537,7 +540,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (rej != crypto::TagReject::none) {
         p.drop = kTagDrop[static_cast<std::size_t>(rej)];
         p.tag_bad = true;
-        if (vp != nullptr) (void)from_source(p.pp.outer, true);  // counted; the tag's reason stands
+        if (vp != nullptr) (void)from_source(source_of(p.pp.outer), true);  // counted; the tag's reason stands
         continue;
       }
       p.identity = t.fields.identity;
@@ -549,7 +552,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           p.drop = DropReason::overload_shed;
           continue;
         }
-        if ((p.drop = from_source(p.pp.outer, false)) != DropReason::none) continue;
+        if ((p.drop = from_source(source_of(p.pp.outer), false)) != DropReason::none) continue;
       }
     }
     // Untagged: the source's identity (resolve_untagged) comes with the verdict, one lookup less.
@@ -626,7 +629,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           if (out[k].reason != crypto::TagReject::none) {
             p.drop = kTagDrop[static_cast<std::size_t>(out[k].reason)];
             p.tag_bad = true;
-            if (vp != nullptr) (void)from_source(p.pp.outer, true);  // counted; the tag's reason stands
+            if (vp != nullptr) (void)from_source(source_of(p.pp.outer), true);  // counted; the tag's reason stands
           } else if (p.flow != nullptr && p.dir == p.flow->initiator &&
                      out[k].identity != p.flow->identity) {
             p.drop = DropReason::tag_identity_mismatch;

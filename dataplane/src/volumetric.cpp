@@ -183,32 +183,27 @@ SourceKey Volumetric::source_key(const std::uint8_t* addr, std::uint8_t version,
   return k;
 }
 
-Volumetric::Listed Volumetric::listed(std::uint64_t key, std::uint64_t tsc) noexcept {
+std::uint32_t Volumetric::live_block_slot(std::uint64_t key, std::uint64_t tsc) const noexcept {
   std::uint32_t h = static_cast<std::uint32_t>(key >> 1) & block_mask_;
   for (unsigned i = 0; i < kProbe; ++i, h = (h + 1) & block_mask_) {
     const BlockHot& b = block_hot_[h];
-    if (b.key == key) {
-      if (b.expires <= tsc) return Listed::no;
-      BlockCold& cold = block_cold_[h];
-      if (cold.reason == static_cast<std::uint8_t>(BlockReason::tag_failures)) return Listed::established_only;
-      ++cold.drops;
-      return Listed::drop;
-    }
-    if (b.key == 0) return Listed::no;
+    if (b.key == key) return b.expires > tsc ? h : kNoSlot;
+    if (b.key == 0) return kNoSlot;
   }
-  return Listed::no;
+  return kNoSlot;
+}
+
+Volumetric::Listed Volumetric::listed(std::uint64_t key, std::uint64_t tsc) noexcept {
+  const std::uint32_t h = live_block_slot(key, tsc);
+  if (h == kNoSlot) return Listed::no;
+  BlockCold& cold = block_cold_[h];
+  if (cold.reason == static_cast<std::uint8_t>(BlockReason::tag_failures)) return Listed::established_only;
+  ++cold.drops;
+  return Listed::drop;
 }
 
 void Volumetric::count_listed_drop(std::uint64_t key, std::uint64_t tsc) noexcept {
-  std::uint32_t h = static_cast<std::uint32_t>(key >> 1) & block_mask_;
-  for (unsigned i = 0; i < kProbe; ++i, h = (h + 1) & block_mask_) {
-    const BlockHot& b = block_hot_[h];
-    if (b.key == key) {
-      if (b.expires > tsc) ++block_cold_[h].drops;
-      return;
-    }
-    if (b.key == 0) return;
-  }
+  if (const std::uint32_t h = live_block_slot(key, tsc); h != kNoSlot) ++block_cold_[h].drops;
 }
 
 bool Volumetric::block(const SourceKey& src, BlockReason why, std::uint64_t tsc, std::uint64_t cycles) noexcept {

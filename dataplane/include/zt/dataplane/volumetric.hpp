@@ -251,6 +251,9 @@ class Volumetric {
   Bucket* meter(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
   Bucket& refilled(std::uint32_t identity, std::uint16_t cls, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
 
+  // The blocklist slot holding `key`, live at `tsc`, or kNoSlot (one probe chain).
+  static constexpr std::uint32_t kNoSlot = ~std::uint32_t{0};
+  std::uint32_t live_block_slot(std::uint64_t key, std::uint64_t tsc) const noexcept;
   struct BlockHot {
     std::uint64_t key;      // 0: empty
     std::uint64_t expires;  // tsc
