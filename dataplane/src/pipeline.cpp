@@ -415,7 +415,13 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   };
 
   for (unsigned i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
-  for (unsigned i = 0; i < n && i < kPrefetchAhead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  // A frame's first two lines: a tagged frame's inner headers start at byte 86 (IPv4 outer).
+  const auto prefetch_frame = [](const rte_mbuf* m) __attribute__((always_inline)) {
+    const auto* d = rte_pktmbuf_mtod(m, const std::uint8_t*);
+    rte_prefetch0(d);
+    rte_prefetch0(d + RTE_CACHE_LINE_SIZE);
+  };
+  for (unsigned i = 0; i < n && i < kPrefetchAhead; ++i) prefetch_frame(pkts[i]);
   const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
   const std::uint64_t revision = snap != nullptr ? snap->revision() : 0;
   last_revision_ = snap != nullptr ? revision : FlowTable::kUnknownRevision;
@@ -423,9 +429,11 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // of this revision (older ones must be found to be re-decided and erased).
   const bool no_flow_ok = policy != nullptr && flows_->all_flows_at(static_cast<std::uint32_t>(revision));
 
+  std::uint32_t untagged = 0;  // bit i: packet i is untagged IP that pass 3 decides (key or no_flow)
+
   // 1. Parse; build flow keys.
   for (unsigned i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    if (i + kPrefetchAhead < n) prefetch_frame(pkts[i + kPrefetchAhead]);
     Pkt& p = *std::construct_at(pk + i);
     bytes += rte_pktmbuf_pkt_len(pkts[i]);
     p.drop = parse_pkt(pkts[i], p.pp, scratch);
@@ -448,6 +456,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         !policy->may_hold_flow_v4(rules::v4_host_order(l.src.b.data()), rules::v4_host_order(l.dst.b.data()),
                                   l.proto, l.sport, l.dport)) {
       p.no_flow = true;
+      untagged |= std::uint32_t{1} << i;
       continue;
     }
     FlowKey& key = keys[nkeys];
@@ -459,6 +468,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (p.drop != DropReason::none) continue;
     }
     p.kslot = static_cast<std::uint8_t>(nkeys++);
+    if (!p.tagged) untagged |= std::uint32_t{1} << i;
   }
   c.rx_packets[in_port].add(n);
   c.rx_bytes[in_port].add(bytes);
@@ -467,6 +477,30 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // 2. Flow table, for the whole burst at once (pass 3 picks up each packet's answer).
   flows_->lookup_bulk(keys, nkeys, found);
   stamp(Stage::lookup, n);
+
+  // Untagged packets from a flow's initiator side, and untagged new flows, count toward their
+  // outer source in pass 3 (from_source): their keys are hashed and their sketch lines
+  // prefetched here, all at once, so an untagged flood's misses overlap instead of queueing.
+  std::uint64_t src_key[kBurst];  // written for the bits of `hashed`
+  std::uint32_t hashed = 0;
+  if (vp != nullptr && policy != nullptr) {
+    for (std::uint32_t m = untagged & ~tag_listed; m != 0; m &= m - 1) {
+      const unsigned i = static_cast<unsigned>(std::countr_zero(m));
+      const Pkt& p = pk[i];
+      if (const FlowEntry* e = p.no_flow ? nullptr : found[p.kslot]; e != nullptr && p.dir != e->initiator)
+        continue;  // a reply: not counted
+      src_key[i] = source_of(p.pp.outer).key;
+      vol_->prefetch_packets(src_key[i]);
+      hashed |= std::uint32_t{1} << i;
+    }
+  }
+  // The source of untagged packet i (outer layer `o`), hashed above (or now, should pass 3 ask
+  // for another).
+  const auto untagged_source = [&](unsigned i, const IpLayer& o) __attribute__((always_inline)) {
+    if ((hashed >> i) & 1) [[likely]]
+      return SourceRef{src_key[i], o.src.b.data(), o.version};
+    return source_of(o);
+  };
 
   // 3. Policy for new flows, before any crypto: a deny costs no MAC.
   // Read once per burst: the snapshot is immutable, and the burst clock is one time.
@@ -508,7 +542,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       if (vp != nullptr && p.dir == p.flow->initiator) {
         // What the initiator sends is metered: its rule's rate class (checked now, consumed
         // after the MAC); untagged senders also count toward their source prefix.
-        if (!p.tagged && (p.drop = from_source(source_of(p.pp.outer), false)) != DropReason::none) continue;
+        if (!p.tagged && (p.drop = from_source(untagged_source(i, p.pp.outer), false)) != DropReason::none) continue;
         if (!vp->rule_class.empty()) {
           const std::uint16_t rc = vp->rate_class_of(p.flow->rule_id);
           if (rc != rules::kNoRateClass) {
@@ -552,7 +586,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           p.drop = DropReason::overload_shed;
           continue;
         }
-        if ((p.drop = from_source(source_of(p.pp.outer), false)) != DropReason::none) continue;
+        if ((p.drop = from_source(untagged_source(i, p.pp.outer), false)) != DropReason::none) continue;
       }
     }
     // Untagged: the source's identity (resolve_untagged) comes with the verdict, one lookup less.
@@ -623,13 +657,22 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key, pk[who[k]].tag_bad = true;
       } else {
         verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out, nv}, &replay_);
+        // Failed tags count toward their outer source (below, after this loop): their sketch
+        // lines are prefetched here, so a forged flood's misses overlap instead of queueing.
+        std::uint8_t failed[kBurst];
+        std::uint64_t failed_key[kBurst];
+        unsigned nfailed = 0;
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
           p.steps |= kStepMacChecked;
           if (out[k].reason != crypto::TagReject::none) {
             p.drop = kTagDrop[static_cast<std::size_t>(out[k].reason)];
             p.tag_bad = true;
-            if (vp != nullptr) (void)from_source(source_of(p.pp.outer), true);  // counted; the tag's reason stands
+            if (vp != nullptr) {
+              failed_key[nfailed] = source_of(p.pp.outer).key;
+              vol_->prefetch_failure(failed_key[nfailed]);
+              failed[nfailed++] = who[k];
+            }
           } else if (p.flow != nullptr && p.dir == p.flow->initiator &&
                      out[k].identity != p.flow->identity) {
             p.drop = DropReason::tag_identity_mismatch;
@@ -638,6 +681,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           } else {
             p.steps |= kStepMacOk;
           }
+        }
+        for (unsigned f = 0; f < nfailed; ++f) {  // counted; the tag's reason stands
+          const IpLayer& o = pk[failed[f]].pp.outer;
+          (void)from_source({failed_key[f], o.src.b.data(), o.version}, true);
         }
       }
     }

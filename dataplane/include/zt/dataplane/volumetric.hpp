@@ -182,6 +182,15 @@ class Volumetric {
   // A tag check failed for a packet from `src`: enough of them blocklist the source (true: this
   // failure listed it).
   bool tag_failed(const SourceRef& src, const VolumetricPlan& p, std::uint64_t tsc) noexcept;
+  // Prefetches the sketch lines a tag failure of `key` will count in (failures, then packets,
+  // tag_failed then account_source), so that a burst's failures miss in parallel rather than
+  // one after the other (the pipeline prefetches all of a burst's failures, then counts them).
+  void prefetch_failure(std::uint64_t key) const noexcept {
+    __builtin_prefetch(line(kFailsSketch, key), 1);
+    __builtin_prefetch(line(kPktsSketch, key), 1);
+  }
+  // The line account_source will count `key` in.
+  void prefetch_packets(std::uint64_t key) const noexcept { __builtin_prefetch(line(kPktsSketch, key), 1); }
 
   // The current window's count-min estimates for a source key (packets, tag failures), and the
   // index of the cache line its counters share in each sketch (tests, benchmarks).
