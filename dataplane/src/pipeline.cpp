@@ -420,6 +420,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
     const auto* d = rte_pktmbuf_mtod(m, const std::uint8_t*);
     rte_prefetch0(d);
     rte_prefetch0(d + RTE_CACHE_LINE_SIZE);
+    if (m->data_len > 2 * RTE_CACHE_LINE_SIZE) rte_prefetch0(d + 2 * RTE_CACHE_LINE_SIZE);
   };
   for (unsigned i = 0; i < n && i < kPrefetchAhead; ++i) prefetch_frame(pkts[i]);
   const rules::PolicySnapshot* policy = snap != nullptr ? snap->policy.get() : nullptr;
