@@ -362,7 +362,7 @@ void FlowTable::erase(FlowEntry* e) noexcept {
   }
 }
 
-unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revision) noexcept {
+unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revision, StaleFlowHook stale) noexcept {
   unsigned expired_n = 0;
   const bool known = revision != kUnknownRevision;
   const auto rev = static_cast<std::uint32_t>(revision);
@@ -376,13 +376,17 @@ unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revis
     age_cursor_ = (age_cursor_ + 1) & bucket_mask_;
     for (unsigned s = 0; s < kSlots; ++s) {
       if (b.idx[s] == kEmpty) continue;
-      const FlowEntry& e = entries_[b.idx[s]];
+      FlowEntry& e = entries_[b.idx[s]];
       if (expired(e, now)) {
         remove_at(b, s);
         ++expired_n;
-      } else if (e.revision != round_rev_) {
-        round_clean_ = false;
+        continue;
       }
+      if (known && stale.fn != nullptr && e.revision != rev && stale.fn(stale.ctx, e)) {
+        remove_at(b, s);  // revoked by the current revision
+        continue;
+      }
+      if (e.revision != round_rev_) round_clean_ = false;
     }
     if (age_cursor_ == 0) {  // the round is complete
       clean_valid_ = round_clean_;

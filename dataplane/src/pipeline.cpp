@@ -258,7 +258,65 @@ void decapsulate(rte_mbuf* m, const ParsedPacket& pp) noexcept {
   m->pkt_len = want;
 }
 
+// A flow admitted under another policy revision, decided again as its initiator's next packet
+// would be: what the policy of `revision` says of the initiator's identity towards the
+// responder's address and port.
+struct Redecision {
+  rules::Verdict v;
+  DropReason drop = DropReason::none;  // the deny's reason (revoked), or policy_l7_deny (cut)
+  bool revoked = false;                // denied: the caller erases the flow and counts it
+};
+
+// Allowed: the flow takes the new revision, rule and flags (an L7 rule its first bytes were not
+// inspected for cuts it: L7Inspector::revised). Denied: the flow is left as it is, `revoked`.
+Redecision redecide(FlowEntry& e, const rules::PolicySnapshot& policy, std::uint32_t revision) noexcept {
+  const bool lo_init = e.initiator == KeyDir::lo_to_hi;
+  rules::FlowKey fk;
+  fk.src = e.identity;
+  fk.dst = to_rules(lo_init ? e.key.addr_hi : e.key.addr_lo, e.key.version);
+  fk.proto = e.key.proto;
+  fk.dport = lo_init ? e.key.port_hi : e.key.port_lo;
+  Redecision r;
+  r.v = policy.classify(fk);
+  if (r.v.disposition == rules::Disposition::deny) {
+    r.revoked = true;
+    r.drop = r.v.reason == DropReason::none ? DropReason::policy_default_deny : r.v.reason;
+    return r;
+  }
+  e.revision = revision;
+  e.rule_id = r.v.rule_id;
+  e.flags = static_cast<std::uint8_t>(verdict_flags(r.v, (e.flags & kFlagTagged) != 0) | (e.flags & kFlowL7Bits));
+  r.drop = L7Inspector::revised(e, r.v);
+  return r;
+}
+
+inline void count_revoked(WorkerCounters& c, rules::RuleId rule) noexcept {
+  c.revoked_flows.inc();
+  c.rules.slot(rule).flows_denied.inc();
+}
+
+// FlowTable::age's hook for flows of another revision met by the aging sweep.
+struct AgingPolicy {
+  const rules::PolicySnapshot* policy;
+  std::uint32_t revision;
+  WorkerCounters* c;
+};
+bool age_stale_flow(void* ctx, FlowEntry& e) noexcept {
+  const auto& a = *static_cast<const AgingPolicy*>(ctx);
+  const Redecision r = redecide(e, *a.policy, a.revision);
+  if (r.revoked && a.c != nullptr) count_revoked(*a.c, r.v.rule_id);
+  return r.revoked;
+}
+
 }  // namespace
+
+unsigned Pipeline::age(std::uint64_t tsc, unsigned buckets, const Snapshot* snap, WorkerCounters* c) noexcept {
+  frags_->age(tsc, buckets);
+  l7_->age(*flows_, buckets);
+  if (snap == nullptr || snap->policy == nullptr) return flows_->age(tsc, buckets, last_revision_);
+  AgingPolicy a{snap->policy.get(), static_cast<std::uint32_t>(snap->revision()), c};
+  return flows_->age(tsc, buckets, snap->revision(), {age_stale_flow, &a});
+}
 
 std::expected<std::unique_ptr<Pipeline>, std::string> Pipeline::create(const PipelineConfig& cfg) {
   auto flows = FlowTable::create(cfg.flows);
@@ -394,7 +452,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // entries, before the lookup so no packet holds an entry it removes). Below it: one compare.
   if (const std::uint64_t pct = vp != nullptr ? std::min(vp->cfg.table_watermark_pct, 87U) : 87U;
       std::uint64_t{flows_->size()} * 100 >= std::uint64_t{flows_->capacity()} * pct) [[unlikely]]
-    flows_->age(clk.tsc, 1, snap != nullptr ? snap->revision() : FlowTable::kUnknownRevision);
+    age(clk.tsc, 1, snap, &c);
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
   // always_inline: outlined, its cost would fall outside run_burst (dataplane/README "Sources").
@@ -791,31 +849,18 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         }
       } else if (e->revision != static_cast<std::uint32_t>(revision)) {
         // Admitted under another policy revision: decide again, as the initiator's flow.
-        const bool lo_init = e->initiator == KeyDir::lo_to_hi;
-        rules::FlowKey fk;
-        fk.src = e->identity;
-        fk.dst = to_rules(lo_init ? e->key.addr_hi : e->key.addr_lo, e->key.version);
-        fk.proto = e->key.proto;
-        fk.dport = lo_init ? e->key.port_hi : e->key.port_lo;
-        const rules::Verdict v = policy->classify(fk);
-        p.rule = v.rule_id;
+        const Redecision r = redecide(*e, *policy, static_cast<std::uint32_t>(revision));
+        p.rule = r.v.rule_id;
         p.steps |= kStepReclassified;
-        if (v.disposition == rules::Disposition::deny) {
-          p.drop = v.reason == DropReason::none ? DropReason::policy_default_deny : v.reason;
+        p.drop = r.drop;
+        if (r.revoked) {
           // Later packets of this burst that found the same entry share its fate.
           for (unsigned j = i + 1; j < n; ++j)
-            if (pk[j].flow == e) pk[j].drop = p.drop, pk[j].flow = nullptr, pk[j].rule = v.rule_id;
+            if (pk[j].flow == e) pk[j].drop = p.drop, pk[j].flow = nullptr, pk[j].rule = r.v.rule_id;
           flows_->erase(e);
           e = nullptr;
-          c.revoked_flows.inc();
-          c.rules.slot(v.rule_id).flows_denied.inc();
+          count_revoked(c, r.v.rule_id);
           p.steps |= kStepRevoked;
-        } else {
-          e->revision = static_cast<std::uint32_t>(revision);
-          e->rule_id = v.rule_id;
-          e->flags = static_cast<std::uint8_t>(verdict_flags(v, (e->flags & kFlagTagged) != 0) |
-                                               (e->flags & kFlowL7Bits));
-          p.drop = L7Inspector::revised(*e, v);
         }
       }
       if (e != nullptr && p.drop == DropReason::none) {

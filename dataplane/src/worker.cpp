@@ -96,14 +96,14 @@ int worker_main(void* arg) noexcept {
     }
     if (idle) {
       c.idle_polls.inc();
-      ctx.pipeline->age(tsc, kAgeBucketsWhenIdle);
+      ctx.pipeline->age(tsc, kAgeBucketsWhenIdle, snap, &c);
     } else if ((++busy_iterations & kAgeEveryBusy) == 0) {
       // A worker that is never idle still reaps expired flows (identity quotas, `show flows`):
       // one bucket every 8th busy iteration. Each occupied slot costs a miss on its entry (a
       // 1M-flow table has 2^18 buckets of ~4 flows): ~50 cycles an iteration, about one cycle
       // per packet; the table is swept in about 14 s at 150k full iterations/s. At the
       // admission watermark the pipeline ages one bucket per burst on top (pipeline.cpp).
-      ctx.pipeline->age(tsc, 1);
+      ctx.pipeline->age(tsc, 1, snap, &c);
     }
     if (ctx.mailbox != nullptr) ctx.mailbox->service(*ctx.pipeline, c);
     ctx.snapshots->quiescent(ctx.queue);

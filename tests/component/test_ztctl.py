@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -536,5 +537,53 @@ def test_live_flow_timeouts_age_flows_out_and_an_unconfirmed_commit_restores_the
         wait_for(rolled_back, "commit confirmed 1s was not rolled back", 5)
         t = ztctl_json("show", "runtime", socket_path=g.sock)["flow_timeouts_s"]
         assert (t["udp"], t["tcp_syn"], t["tcp_closing"]) == (1, 20, 20), "the rollback restores the workers' timeouts"
+    finally:
+        g.close()
+
+
+def test_a_reload_that_revokes_an_idle_flow_cuts_it_without_waiting_for_its_next_packet(tmp_path):
+    # Two flows open at start and then stay idle; the reload drops the rule of one of them. The
+    # worker's aging decides both again under the new revision: the revoked one leaves `show
+    # flows` and counts as revoked, the other one stays, now of the new revision.
+    os.chmod(tmp_path, 0o755)
+    pol = tmp_path / "policy"
+    pol.mkdir()
+    head = ("segments:\n"
+            "  - {name: zone-a, prefixes: [10.1.0.0/24], labels: {zone: a}}\n"
+            "  - {name: zone-b, prefixes: [10.2.0.0/24], labels: {zone: b}}\n"
+            "rules:\n"
+            "  - {id: 1, name: app-udp, from: {segments: [zone-a]}, to: {segments: [zone-b]}, proto: udp, ports: [7001], action: allow}\n")
+    web = "  - {id: 2, name: web, from: {segments: [zone-a]}, to: {segments: [zone-b]}, proto: tcp, ports: [80], action: allow}\n"
+    (pol / "policy.yaml").write_text(head + web)
+    e = Ether(src=MAC_A, dst=MAC_B) / IP(src="10.1.0.1", dst="10.2.0.1")
+    write_pcap(tmp_path / "in_a.pcap", [e / UDP(sport=7000, dport=7001), e / TCP(sport=7002, dport=80, flags="S")])
+    g = Gate(tmp_path, pol, tmp_path / "in_a.pcap")
+    try:
+        def flows():
+            return {f["proto"]: f for f in ztctl_json("show", "flows", socket_path=g.sock)["flows"]}
+
+        def revoked():
+            m = re.findall(r'^ztgate_revoked_flows_total\{[^}]*\} (\S+)$', g.scrape(), re.M)
+            return sum(float(v) for v in m)
+
+        deadline = time.time() + 5
+        while set(flows()) != {"udp", "tcp"}:
+            assert time.time() < deadline, "the UDP and TCP flows were not opened"
+            time.sleep(0.05)
+        assert {f["revision"] for f in flows().values()} == {1}
+        assert revoked() == 0
+        (pol / "policy.yaml").write_text(head)
+        g.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while "reloaded policy, revision 2" not in g.stderr():
+            assert time.time() < deadline, g.stderr()
+            time.sleep(0.05)
+        deadline = time.time() + 5
+        while set(flows()) != {"udp"}:
+            assert time.time() < deadline, f"the idle TCP flow outlived the revision that revokes it: {flows()}"
+            time.sleep(0.05)
+        assert flows()["udp"]["revision"] == 2
+        assert flows()["udp"]["rule_id"] == 1
+        assert revoked() == 1
     finally:
         g.close()

@@ -301,6 +301,61 @@ TEST(FlowTable, AllFlowsAtARevisionOnlyAfterACleanRoundUnderIt) {
   EXPECT_FALSE(t->all_flows_at(0));
 }
 
+// With a hook (the pipeline's re-decision), a round under a new revision leaves no flow of an
+// older one: the hook restamps or revokes each, it is never asked about flows of the current
+// revision or expired ones, and a flow it neither restamps nor revokes keeps the round unclean.
+TEST(FlowTable, AgingHandsFlowsOfAnotherRevisionToTheHookWhichRestampsOrRevokesThem) {
+  auto t = table(256);
+  FlowEntry* e;
+  for (std::uint16_t p = 0; p < 20; ++p) {
+    ASSERT_EQ(add(*t, v4(1, 2, p, 53, 17), 42, 0, &e), InsertResult::inserted);
+    e->revision = p < 2 ? 6 : 5;  // two already of revision 6
+  }
+  ASSERT_EQ(add(*t, v4(1, 3, 1, 53, 17), 42, 0, &e), InsertResult::inserted);
+  e->revision = 5;
+  e->last_seen = 0;
+  struct Seen {
+    unsigned calls = 0;
+    bool asked_current = false;
+  } seen;
+  // Revokes flows whose source port is odd, restamps the rest to 6.
+  const StaleFlowHook hook{[](void* ctx, FlowEntry& f) noexcept {
+                             auto& s = *static_cast<Seen*>(ctx);
+                             ++s.calls;
+                             if (f.revision == 6) s.asked_current = true;
+                             const std::uint16_t sport = f.initiator == KeyDir::lo_to_hi ? f.key.port_lo : f.key.port_hi;
+                             if (sport % 2 == 1) return true;
+                             f.revision = 6;
+                             return false;
+                           },
+                           &seen};
+  // The flow to 1.0.0.3 was last seen at 0 and the others are refreshed: at 100 s only it has
+  // expired (UDP timeout), and expiry comes before the hook.
+  t->for_each([](const FlowEntry& f) {
+    if (f.last_seen != 0 || f.key.addr_hi[3] != 3) const_cast<FlowEntry&>(f).last_seen = 100 * kTps;
+    return true;
+  });
+  const unsigned expired = t->age(100 * kTps, t->bucket_count(), 6, hook);
+  EXPECT_EQ(expired, 1u);
+  EXPECT_EQ(seen.calls, 18u);  // the 18 flows of revision 5 still live
+  EXPECT_FALSE(seen.asked_current);
+  EXPECT_EQ(t->size(), 11u);   // ports 0, 1 (already 6) and the 9 even ports of 2..19
+  unsigned at6 = 0;
+  t->for_each([&](const FlowEntry& f) {
+    at6 += f.revision == 6;
+    return true;
+  });
+  EXPECT_EQ(at6, 11u);
+  EXPECT_TRUE(t->all_flows_at(6));
+  // A hook that leaves a flow as it was: that flow keeps the next round unclean.
+  ASSERT_EQ(add(*t, v4(1, 4, 2, 53, 17), 42, 100 * kTps, &e), InsertResult::inserted);
+  e->revision = 5;
+  const StaleFlowHook keep{[](void*, FlowEntry&) noexcept { return false; }, nullptr};
+  t->age(100 * kTps, t->bucket_count(), 6, keep);
+  EXPECT_FALSE(t->all_flows_at(6));
+  EXPECT_EQ(t->size(), 12u);
+}
+
 TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
   auto t = table(4096);
   FlowEntry* e;

@@ -566,6 +566,42 @@ TEST_F(PipelineTest, RuleCountsSurviveANewRevisionThatMovesTheRuleToAnotherIndex
   EXPECT_EQ(dflt.packets_dropped, 1u);
 }
 
+// Aging with the current snapshot decides flows of older revisions again, idle ones included:
+// a revoked flow leaves the table (counted by the denying rule) without sending a packet, one
+// still allowed takes the new revision, and the no-flow shortcut is on after that one round.
+TEST_F(PipelineTest, AgingUnderANewRevisionCutsARevokedIdleFlowAndRestampsAnAllowedOne) {
+  auto v1 = snapshot(compile(kPolicy, 1));
+  ASSERT_EQ(run({tcp(A1, B5, 40000, 8080, SYN), udp(A1, B5, 1000, 53)}, v1.get()).size(), 2u);
+  ASSERT_EQ(pipe->flows().size(), 2u);
+  // Revision 2 drops rules 10 and 40 (8080 closed entirely); neither flow sends a packet.
+  auto v2 = snapshot(compile(kPolicy, 2, {"10", "40"}));
+  pipe->age(kNow, pipe->flows().bucket_count(), v2.get(), &c);
+  EXPECT_EQ(c.revoked_flows.get(), 1u);
+  EXPECT_EQ(rule_counts(c, rules::kDefaultRule).flows_denied, 1u);  // decided by the default deny
+  ASSERT_EQ(pipe->flows().size(), 1u);
+  pipe->flows().for_each([](const dp::FlowEntry& f) {
+    EXPECT_EQ(f.revision, 2u);
+    EXPECT_EQ(f.rule_id, 20u);
+    return true;
+  });
+  EXPECT_TRUE(pipe->flows().all_flows_at(2));
+  // The cut flow's next packet finds nothing; the allowed one goes on, replies too, and is not
+  // decided (or counted) again.
+  EXPECT_TRUE(run({tcp(A1, B5, 40000, 8080, ACK)}, v2.get()).empty());
+  EXPECT_EQ(drops(DropReason::policy_default_deny), 1u);
+  EXPECT_EQ(run({udp(A1, B5, 1000, 53)}, v2.get()).size(), 1u);
+  EXPECT_EQ(run({udp(B5, A1, 53, 1000)}, v2.get(), 1).size(), 1u);
+  EXPECT_EQ(c.revoked_flows.get(), 1u);
+  EXPECT_EQ(rule_counts(c, 20).packets_forwarded, 3u);
+  // Aging without a snapshot (as before) never re-decides: a flow of revision 2 under a
+  // revision 3 that denies it stays until its next packet.
+  auto v3 = snapshot(compile(kPolicy, 3, {"10", "20", "40"}));
+  pipe->age(kNow, pipe->flows().bucket_count());
+  EXPECT_EQ(pipe->flows().size(), 1u);
+  EXPECT_TRUE(run({udp(A1, B5, 1000, 53)}, v3.get()).empty());
+  EXPECT_EQ(c.revoked_flows.get(), 2u);
+}
+
 TEST_F(PipelineTest, CountsPacketsAndDropsByIdentityClass) {
   auto snap = snapshot(compile(kPolicy, 1));
   const auto src = v4(10, 9, 9, 9);

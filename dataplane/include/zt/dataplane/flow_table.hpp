@@ -147,6 +147,16 @@ enum class InsertResult : std::uint8_t { inserted, exists, table_full, quota_exc
 // What a TCP packet does to a flow.
 enum class TcpVerdict : std::uint8_t { ok, invalid };
 
+// FlowTable::age's optional hook, called for each unexpired flow of another revision than the
+// one aging runs under: it decides the flow again under that revision and either restamps it
+// (sets its revision: the flow stays, and counts as of that revision for all_flows_at) or
+// answers true, and the flow is erased (revoked). So after one round under a new revision no
+// flow of an older one is left, idle or not. Called by the owner, outside any burst.
+struct StaleFlowHook {
+  bool (*fn)(void* ctx, FlowEntry& e) noexcept = nullptr;  // true: erase it
+  void* ctx = nullptr;
+};
+
 class FlowTable {
  public:
   static std::expected<std::unique_ptr<FlowTable>, std::string> create(const FlowTableConfig& cfg);
@@ -173,7 +183,9 @@ class FlowTable {
   // or kUnknownRevision. A full round of the cursor that started under revision R, saw only
   // flows of R and was given R throughout makes all_flows_at(R) true (see there).
   static constexpr std::uint64_t kUnknownRevision = ~std::uint64_t{0};
-  unsigned age(std::uint64_t now, unsigned buckets, std::uint64_t revision = kUnknownRevision) noexcept;
+  // `stale` (optional, with a known revision): see StaleFlowHook.
+  unsigned age(std::uint64_t now, unsigned buckets, std::uint64_t revision = kUnknownRevision,
+               StaleFlowHook stale = StaleFlowHook{}) noexcept;
   // Every flow in the table was admitted or last re-decided under `revision` (low 32 bits): a
   // whole aging round under it found nothing else, and flows entered since carry the revision
   // their packet ran under, which is `revision` as long as it is still the current one.

@@ -97,13 +97,15 @@ class Pipeline {
   // at set-up (null: none). The owning worker only.
   void set_capture(CaptureTap* tap) noexcept { capture_ = tap; }
 
-  // Ages a bounded slice of the flow table (call when idle or between bursts).
-  // (Fragment entries and L7 states of gone flows are reclaimed along the way.)
-  unsigned age(std::uint64_t tsc, unsigned buckets) noexcept {
-    frags_->age(tsc, buckets);
-    l7_->age(*flows_, buckets);
-    return flows_->age(tsc, buckets, last_revision_);
-  }
+  // Ages a bounded slice of the flow table (call when idle or between bursts; returns how many
+  // flows expired). Fragment entries and L7 states of gone flows are reclaimed along the way.
+  // With `snap` (the snapshot the caller's bursts run under) and its policy, each flow of
+  // another revision the slice meets is decided again as its next packet would be: restamped
+  // if the policy still allows it, else erased and counted in `c` as a revoked flow (by the
+  // denying rule), so revoking access also cuts idle flows, one aging round after the
+  // snapshot is published. Without: flows of other revisions wait for their next packet.
+  unsigned age(std::uint64_t tsc, unsigned buckets, const Snapshot* snap = nullptr,
+               WorkerCounters* c = nullptr) noexcept;
   // Control path, before `s` is published: prepares this worker's L7 (Hyperscan) scratch for
   // its policy; the worker adopts it without allocating on its first burst under `s`.
   std::expected<void, std::string> prepare(const Snapshot& s) { return l7_->prepare(s.policy); }
