@@ -313,6 +313,10 @@ bool age_stale_flow(void* ctx, FlowEntry& e) noexcept {
 unsigned Pipeline::age(std::uint64_t tsc, unsigned buckets, const Snapshot* snap, WorkerCounters* c) noexcept {
   frags_->age(tsc, buckets);
   l7_->age(*flows_, buckets);
+  return age_flows(tsc, buckets, snap, c);
+}
+
+unsigned Pipeline::age_flows(std::uint64_t tsc, unsigned buckets, const Snapshot* snap, WorkerCounters* c) noexcept {
   if (snap == nullptr || snap->policy == nullptr) return flows_->age(tsc, buckets, last_revision_);
   AgingPolicy a{snap->policy.get(), static_cast<std::uint32_t>(snap->revision()), c};
   return flows_->age(tsc, buckets, snap->revision(), {age_stale_flow, &a});
@@ -452,7 +456,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // entries, before the lookup so no packet holds an entry it removes). Below it: one compare.
   if (const std::uint64_t pct = vp != nullptr ? std::min(vp->cfg.table_watermark_pct, 87U) : 87U;
       std::uint64_t{flows_->size()} * 100 >= std::uint64_t{flows_->capacity()} * pct) [[unlikely]]
-    age(clk.tsc, 1, snap, &c);
+    age_flows(clk.tsc, 1, snap, &c);
   // An untagged or invalid-tag packet from the outer source of packet i: counted per source
   // prefix; a tag failure also counts toward blocklisting a forged-tag flooder.
   // always_inline: outlined, its cost would fall outside run_burst (dataplane/README "Sources").

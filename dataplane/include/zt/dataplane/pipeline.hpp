@@ -123,6 +123,8 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
  private:
+  // The flow-table part of age() (the pipeline's own aging at the admission watermark).
+  unsigned age_flows(std::uint64_t tsc, unsigned buckets, const Snapshot* snap, WorkerCounters* c) noexcept;
   Pipeline(std::unique_ptr<FlowTable> f, crypto::Verifier v, crypto::ReplayFilter r, GeneveMode m)
       : flows_(std::move(f)), verifier_(std::move(v)), replay_(std::move(r)), geneve_(m) {}
   // `tag_listed` gets bit i for kept packet i whose source is listed for tag failures
