@@ -803,8 +803,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         } else if (l.proto == kTcp && (l.tcp_flags & kFin)) {
           p.drop = DropReason::tcp_bad_state;  // SYN+FIN: refused before it can take an entry
         } else if (vp != nullptr &&
-                   (p.drop = vol_->admit(p.tagged ? vol_->identity_key(p.identity)
-                                                  : vol_->source_hash(l.src.b.data(), l.version, *vp),
+                   (p.drop = vol_->admit(p.tagged ? vol_->identity_key(p.identity) : untagged_source(i, l).key,
                                          p.tagged, flows_->size(), flows_->capacity(), *vp, clk.tsc)) !=
                        DropReason::none) {
           // new-flow admission refused it (rate, or the table above its watermark)
