@@ -3,7 +3,9 @@
 // frame cut into a chain of 1-4 segments at input-chosen places.
 //
 // Input: records [ctl][len lo][len hi][len bytes of frame]...; ctl bit 0 = ingress port (0 zone-a
-// side, 1 zone-b side), bits 1-2 = extra cuts, bit 3 = end the burst after this frame. At most
+// side, 1 zone-b side), bits 1-2 = extra cuts, bit 3 = end the burst after this frame, bit 4 =
+// then publish the other policy revision (pipeline_fuzz_world.hpp: 1 <-> 2) and age the whole
+// flow table under it, as the worker does between bursts. At most
 // 64 frames, bursts of at most 32. Each input runs on a fresh Pipeline at a fixed clock, so a
 // tag minted by pipeline_seeds at that time verifies (and mutating it exercises the rejects).
 // Checked after every burst:
@@ -11,6 +13,8 @@
 //   - default deny: a forwarded frame parses and touches zone-b or the audit segment (the
 //     policy allows nothing else; replies of allowed flows come back from zone-b);
 //   - forwarded frames are well-formed chains (pkt_len = sum of data_len);
+//   - after a revision switch and a whole aging round under it: every flow left in the table is
+//     of the new revision (the sweep re-decided or revoked each older one) and all_flows_at says so;
 // and after the input: no mbuf is left out of the pool (nothing leaked or held).
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -39,7 +43,7 @@ void require(bool ok) {
 }
 
 rte_mempool* g_pool = nullptr;
-std::shared_ptr<const dp::Snapshot> g_snap;
+std::shared_ptr<const dp::Snapshot> g_snap, g_snap2;  // revisions 1 and 2
 
 bool in_v4(const dp::IpAddr& a, std::uint8_t b0, std::uint8_t b1, std::uint8_t b2) {
   return a.b[0] == b0 && a.b[1] == b1 && a.b[2] == b2;
@@ -113,7 +117,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_pool = rte_pktmbuf_pool_create("fuzz", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
   require(g_pool != nullptr);
   g_snap = zt::fuzz::pipeline_snapshot();
-  require(g_snap != nullptr);
+  g_snap2 = zt::fuzz::pipeline_snapshot(2);
+  require(g_snap != nullptr && g_snap2 != nullptr);
   return 0;
 }
 
@@ -135,11 +140,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint16_t n = 0;
   unsigned port = 0, frames = 0;
   std::int64_t now = zt::fuzz::kNow;
+  const dp::Snapshot* snap = g_snap.get();
   auto flush = [&] {
     if (n == 0) return;
     const std::uint64_t rx0 = rx_total(c), drop0 = c.dropped_total();
     const dp::BurstClock clk{static_cast<std::uint64_t>(now), now};
-    const std::uint16_t keep = (*pipe)->run(burst.data(), n, port, g_snap.get(), clk, c);
+    const std::uint16_t keep = (*pipe)->run(burst.data(), n, port, snap, clk, c);
     require(keep <= n);
     require(rx_total(c) - rx0 == n);
     require(c.dropped_total() - drop0 + keep == n);
@@ -170,6 +176,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     at += len;
     ++frames;
     if ((ctl & 8u) != 0 || n == burst.size()) flush();
+    if ((ctl & 16u) != 0) {
+      flush();
+      snap = snap == g_snap.get() ? g_snap2.get() : g_snap.get();
+      if (auto r = (*pipe)->prepare(*snap); !r) require(false);
+      dp::FlowTable& flows = (*pipe)->flows();
+      (*pipe)->age(static_cast<std::uint64_t>(now), 2 * flows.bucket_count(), snap, &c);  // >= 1 whole round
+      const auto rev = static_cast<std::uint32_t>(snap->revision());
+      require(flows.all_flows_at(rev));
+      flows.for_each([rev](const dp::FlowEntry& e) {
+        require(e.revision == rev);
+        return true;
+      });
+    }
   }
   flush();
   static const bool verbose = std::getenv("ZT_FUZZ_VERBOSE") != nullptr;

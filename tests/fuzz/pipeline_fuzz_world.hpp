@@ -44,10 +44,28 @@ inline std::uint64_t epoch_now() {
   return static_cast<std::uint64_t>((kNow - p.origin_ns) / p.length_ns);
 }
 
-inline std::shared_ptr<const dp::Snapshot> pipeline_snapshot() {
-  auto p = rules::parse_policy({{"policy.yaml", kPolicy}});
+// Revision 2 of kPolicy, which pipeline_fuzz switches to and back: legacy-http (8080) now under
+// L7 inspection (its running flows were not inspected: re-deciding cuts them), l7-web (8000)
+// without it (its flows keep going), ping gone (ICMP flows revoked).
+inline std::string policy_revision2() {
+  std::string t = kPolicy;
+  bool ok = true;
+  const auto swap = [&t, &ok](const std::string& from, const std::string& to) {
+    const auto at = t.find(from);
+    if (at == std::string::npos) ok = false;  // kPolicy changed: say so (empty text fails to parse)
+    else t.replace(at, from.size(), to);
+  };
+  swap("ports: [8080], action: allow}", "ports: [8080], action: allow, l7: {methods: [GET]}}");
+  swap(R"(ports: [8000], action: allow, l7: {methods: [GET], paths: ["^/api/"], deny: ["\\.\\./"]}})",
+       "ports: [8000], action: allow}");
+  swap("  - {id: 60, name: ping, from: {segments: [zone-a]}, to: {segments: [zone-b]}, proto: icmp, action: allow}\n", "");
+  return ok ? t : std::string("not: [a policy");
+}
+
+inline std::shared_ptr<const dp::Snapshot> pipeline_snapshot(std::uint64_t revision = 1) {
+  auto p = rules::parse_policy({{"policy.yaml", revision == 1 ? std::string(kPolicy) : policy_revision2()}});
   if (!p) return nullptr;
-  auto pol = rules::compile(*p, {.revision = 1});
+  auto pol = rules::compile(*p, {.revision = revision});
   if (!pol) return nullptr;
   std::vector<crypto::EpochSecret> svs;
   for (auto e = epoch_now() - 1; e <= epoch_now() + 1; ++e)

@@ -1,7 +1,8 @@
 // Writes the seed corpus for pipeline_fuzz: short conversations in its record format
-// ([ctl][len lo][len hi][frame]; ctl bit 0 = port, bits 1-2 = extra cuts, bit 3 = end of burst):
-// allowed and denied untagged flows with their replies, a tagged flow of `web` minted at the
-// fuzz target's clock (so it verifies), forged and HDR tags, fragments, VLANs, IPv6, an L7 request.
+// ([ctl][len lo][len hi][frame]; ctl bit 0 = port, bits 1-2 = extra cuts, bit 3 = end of burst,
+// bit 4 = switch policy revision and age): allowed and denied untagged flows with their replies,
+// a tagged flow of `web` minted at the fuzz target's clock (so it verifies), forged and HDR tags,
+// fragments, VLANs, IPv6, an L7 request, flows across a revision switch.
 //   pipeline_seeds OUT_DIR [IGNORED]
 #include <cstdio>
 #include <filesystem>
@@ -26,12 +27,13 @@ struct Frame {
   unsigned port = 0;
   unsigned cuts = 0;
   bool end = false;
+  bool switch_revision = false;  // ctl bit 4: after this frame, the other revision, then aging
 };
 
 Bytes record(const std::vector<Frame>& frames) {
   Bytes out;
   for (const auto& f : frames) {
-    out.push_back(static_cast<std::uint8_t>(f.port | (f.cuts << 1) | (f.end ? 8 : 0)));
+    out.push_back(static_cast<std::uint8_t>(f.port | (f.cuts << 1) | (f.end ? 8 : 0) | (f.switch_revision ? 16 : 0)));
     out.push_back(static_cast<std::uint8_t>(f.bytes.size()));
     out.push_back(static_cast<std::uint8_t>(f.bytes.size() >> 8));
     out.insert(out.end(), f.bytes.begin(), f.bytes.end());
@@ -146,6 +148,19 @@ int main(int argc, char** argv) {
         {tagged(web_tcp, fuzz::kWeb, crypto::Coverage::full, false), 0, 3, true}});
   seed({{tagged(web, fuzz::kWeb, crypto::Coverage::full, true), 0, 0, true}});
   seed({{tagged(web, 1002, crypto::Coverage::full, false), 0, 0, true}});  // client: no rule
+  // Flows open under revision 1, then revision 2 and an aging round (8080 now under L7: cut;
+  // ICMP revoked; DNS restamped), their next packets, and back to revision 1.
+  {
+    const Bytes dns = PacketBuilder{}.eth().ipv4({.src = A1, .dst = B5}).udp({.sport = 5353, .dport = 53}).payload(30).build();
+    const Bytes ping = PacketBuilder{}.eth().ipv4({.src = A1, .dst = B5}).icmp().payload(8).build();
+    seed({{tcp4(A1, B5, 40010, 8080, SYN), 0, 0, false},
+          {dns, 0, 0, false},
+          {ping, 0, 0, true, true},
+          {tcp4(B5, A1, 8080, 40010, SYN | ACK), 1, 0, true},
+          {dns, 0, 0, false},
+          {ping, 0, 0, true, true},
+          {dns, 0, 1, true}});
+  }
   // ARP, and a frame too short to parse.
   seed({{PacketBuilder{}.eth().arp().padding(18).build(), 0, 0, false}, {Bytes(10, 0), 0, 0, true}});
   std::printf("%d seeds in %s\n", written, out.c_str());
