@@ -7,7 +7,8 @@
 //   established tagged UDP/443 flows, HDR 64 B; FULL 64 / 512 / 1500 B; FULL IMIX 7:4:1;
 //   new tagged flows (every packet a new 5-tuple, admitted);
 //   forged-tag flood to an allowed destination (one MAC each) and to a denied one (no MAC);
-//   untagged flood to a denied destination.
+//   untagged flood to a denied destination; last, the aging after a policy change (every flow of
+//   the old revision decided again by the worker's aging, as on its idle polls).
 //
 // Each pass sends `--pass` packets (default 8192; 32 passes a run, 7 runs). The tags of
 // established and new-flow passes are minted (OpenSSL) outside the timed region with fresh
@@ -61,7 +62,9 @@ namespace {
 
 const char* kHelp = R"(pipeline_full_bench: the full worker pipeline on one lcore (rx_burst -> Pipeline::run ->
 transmit_burst over a net_ring port) with a 1M-flow table; cycles/packet and Mpps by scenario,
-every scenario checked against the counters. See perf/README.md.
+every scenario checked against the counters. Last, "aging after a policy change": the cycles
+per flow and per idle-poll call of the worker's aging re-deciding every flow under a new revision,
+beside a round with nothing to re-decide. See perf/README.md.
 
   --quick             smoke: 20k flows, passes of 4096, 2 passes, 3 runs
   --runs N            runs per scenario (default 7); figures are the median [min-max] of the runs
@@ -982,6 +985,63 @@ int main(int argc, char** argv) {
                        stage_line(st0, stage_cycles(b.c), n)});
   }
 
+  // A policy change: the worker's aging decides every flow of the old revision again
+  // (dataplane/README.md "Revoking idle flows"), 64 buckets a call as on its idle polls, over one
+  // whole sweep of the table. Baseline in the same run: the same sweep again, nothing left to
+  // re-decide (plain aging: the entry misses alone). Revision 2 is the same policy, so every
+  // flow is restamped and none revoked; checked.
+  std::string policy_change;
+  if (wanted("aging after a policy change") && b.pipe->flows().size() != 0) {
+    rules::CompileOptions co2;
+    co2.revision = 2;
+    auto policy2 = rules::compile(*parsed, co2);
+    if (!policy2) {
+      fmt::print(stderr, "pipeline_full_bench: revision 2 does not compile\n");
+      return 1;
+    }
+    auto snap2 = std::make_shared<dp::Snapshot>();
+    snap2->policy = *policy2;
+    snap2->keys = snap->keys;
+    snap2->volumetric = dp::make_volumetric_plan(vc, snap2->policy.get(), 1, 1'000'000'000);
+    dp::FlowTable& ft = b.pipe->flows();
+    const std::uint32_t before = ft.size();
+    const std::uint64_t revoked0 = b.c.revoked_flows.get();
+    constexpr unsigned kSlice = 64;  // worker.cpp: kAgeBucketsWhenIdle
+    // Calls until `done`: the first sweep until every flow is of revision 2 (a call stops early
+    // once it has re-decided its budget of flows), the baseline for one whole round.
+    auto sweep = [&](std::vector<double>& per_call, auto done) {
+      unsigned expired = 0;
+      std::uint64_t total = 0;
+      const std::size_t cap = 4 * ft.bucket_count() / kSlice + before + 16;
+      while (!done() && per_call.size() < cap) {
+        const std::uint64_t t0 = rte_rdtsc_precise();
+        expired += b.pipe->age(static_cast<std::uint64_t>(b.now), kSlice, snap2.get(), &b.c);
+        const std::uint64_t t = rte_rdtsc_precise() - t0;
+        per_call.push_back(static_cast<double>(t));
+        total += t;
+      }
+      return std::pair{expired, total};
+    };
+    std::vector<double> redecide_calls, plain_calls;
+    const auto [exp1, cyc1] = sweep(redecide_calls, [&] { return ft.all_flows_at(2); });
+    const auto [exp2, cyc2] = sweep(plain_calls, [&] { return plain_calls.size() * kSlice >= ft.bucket_count(); });
+    if (exp1 + exp2 != 0 || ft.size() != before || b.c.revoked_flows.get() != revoked0 || !ft.all_flows_at(2)) {
+      fmt::print(stderr, "pipeline_full_bench: aging after a policy change: WRONG PATH: expired {}, flows {} (want "
+                 "{}), revoked {}, all flows at revision 2: {}\n", exp1 + exp2, ft.size(), before,
+                 b.c.revoked_flows.get() - revoked0, ft.all_flows_at(2));
+      return 1;
+    }
+    const auto r = summarize(redecide_calls), q = summarize(plain_calls);
+    policy_change = fmt::format(
+        "aging after a policy change ({} flows, all still allowed, each re-decided once): {:.1f} cycles per flow, "
+        "{} calls of up to {} buckets (an idle poll's; at most ~32 re-decisions a call) until every flow is of "
+        "the new revision, per call median {:.2f} us, max {:.2f} us. One round with nothing to re-decide "
+        "(baseline): {:.1f} cycles per flow, {} calls, per call median {:.2f} us, max {:.2f} us\n",
+        before, static_cast<double>(cyc1) / before, redecide_calls.size(), kSlice, r.median / hz * 1e6,
+        r.max / hz * 1e6, static_cast<double>(cyc2) / before, plain_calls.size(), q.median / hz * 1e6,
+        q.max / hz * 1e6);
+  }
+
   fmt::print("\n{:<44} {:>10} {:>8} {:>8} {:>11} {:>8}  {}\n", "scenario", "cycles/pkt", "min", "max",
              "Mpps/lcore", "target", "");
   bool missed = false;
@@ -1042,6 +1102,7 @@ int main(int argc, char** argv) {
   if (imix > 0)
     fmt::print("  IMIX, FULL tags:  {:.1f} cycles/pkt (measured IMIX mix) -> {:.1f} lcores (ceil {})\n",
                imix, lcores(33.4, imix), std::ceil(lcores(33.4, imix)));
+  if (!policy_change.empty()) fmt::print("\n{}", policy_change);
   if (missed) fmt::print("\nsome targets were missed (see MISSED above)\n");
   fmt::print("\nall scenarios verified by counters (forwarded / admitted / dropped by the expected "
              "reason / MACs computed)\n");

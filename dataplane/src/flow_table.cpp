@@ -366,7 +366,8 @@ unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revis
   unsigned expired_n = 0;
   const bool known = revision != kUnknownRevision;
   const auto rev = static_cast<std::uint32_t>(revision);
-  for (unsigned i = 0; i < buckets; ++i) {
+  unsigned stale_left = stale.budget != 0 ? stale.budget : ~0u;
+  for (unsigned i = 0; i < buckets && stale_left != 0; ++i) {
     if (age_cursor_ == 0) {  // a round begins
       round_rev_ = rev;
       round_clean_ = known;
@@ -382,9 +383,12 @@ unsigned FlowTable::age(std::uint64_t now, unsigned buckets, std::uint64_t revis
         ++expired_n;
         continue;
       }
-      if (known && stale.fn != nullptr && e.revision != rev && stale.fn(stale.ctx, e)) {
-        remove_at(b, s);  // revoked by the current revision
-        continue;
+      if (known && stale.fn != nullptr && e.revision != rev) {
+        if (stale_left != 0) --stale_left;  // this bucket is finished even past the budget
+        if (stale.fn(stale.ctx, e)) {
+          remove_at(b, s);  // revoked by the current revision
+          continue;
+        }
       }
       if (e.revision != round_rev_) round_clean_ = false;
     }

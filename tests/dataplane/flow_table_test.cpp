@@ -356,6 +356,39 @@ TEST(FlowTable, AgingHandsFlowsOfAnotherRevisionToTheHookWhichRestampsOrRevokesT
   EXPECT_EQ(t->size(), 12u);
 }
 
+// The hook's budget bounds one call's re-decisions (finishing the bucket in progress), and the
+// next calls go on from there until the round is done.
+TEST(FlowTable, AgingStopsAfterTheHooksBudgetAndResumesWhereItStopped) {
+  auto t = table(4096);
+  FlowEntry* e;
+  for (std::uint16_t p = 0; p < 200; ++p) {
+    ASSERT_EQ(add(*t, v4(1, 2, p, 53, 17), 42, 0, &e), InsertResult::inserted);
+    e->revision = 5;
+  }
+  unsigned calls = 0;
+  const StaleFlowHook hook{[](void* ctx, FlowEntry& f) noexcept {
+                             ++*static_cast<unsigned*>(ctx);
+                             f.revision = 6;
+                             return false;
+                           },
+                           &calls, 10};
+  t->age(0, t->bucket_count(), 6, hook);
+  EXPECT_GE(calls, 10u);
+  EXPECT_LT(calls, 10u + 8u);  // at most the rest of the bucket it was in (8 slots)
+  EXPECT_FALSE(t->all_flows_at(6));
+  unsigned rounds = 1;
+  while (calls < 200 && rounds < 100) {
+    t->age(0, t->bucket_count(), 6, hook);
+    ++rounds;
+  }
+  EXPECT_EQ(calls, 200u);  // each flow re-decided exactly once
+  EXPECT_GE(rounds, 200u / 17u);
+  t->age(0, t->bucket_count(), 6, hook);  // nothing stale left: one whole round, no budget used
+  t->age(0, t->bucket_count(), 6, hook);
+  EXPECT_EQ(calls, 200u);
+  EXPECT_TRUE(t->all_flows_at(6));
+}
+
 TEST(FlowTable, AgingExpiresIdleFlowsInBoundedStepsByProtocolTimeout) {
   auto t = table(4096);
   FlowEntry* e;

@@ -181,7 +181,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       snap = snap == g_snap.get() ? g_snap2.get() : g_snap.get();
       if (auto r = (*pipe)->prepare(*snap); !r) require(false);
       dp::FlowTable& flows = (*pipe)->flows();
-      (*pipe)->age(static_cast<std::uint64_t>(now), 2 * flows.bucket_count(), snap, &c);  // >= 1 whole round
+      // Re-decisions are bounded per call (32): 8 calls re-decide the whole 256-flow table and
+      // still leave at least one whole round under the new revision.
+      for (int k = 0; k < 8; ++k) (*pipe)->age(static_cast<std::uint64_t>(now), 2 * flows.bucket_count(), snap, &c);
       const auto rev = static_cast<std::uint32_t>(snap->revision());
       require(flows.all_flows_at(rev));
       flows.for_each([rev](const dp::FlowEntry& e) {

@@ -152,9 +152,13 @@ enum class TcpVerdict : std::uint8_t { ok, invalid };
 // (sets its revision: the flow stays, and counts as of that revision for all_flows_at) or
 // answers true, and the flow is erased (revoked). So after one round under a new revision no
 // flow of an older one is left, idle or not. Called by the owner, outside any burst.
+// `budget`: a call of age() stops at the first bucket boundary after that many hook calls (0:
+// no bound), so one call's work after a policy change stays short (a re-decision is a whole
+// classify, several cache misses); the next call goes on from there.
 struct StaleFlowHook {
   bool (*fn)(void* ctx, FlowEntry& e) noexcept = nullptr;  // true: erase it
   void* ctx = nullptr;
+  unsigned budget = 0;
 };
 
 class FlowTable {
