@@ -677,25 +677,29 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "pipeline_full_bench: policy does not parse\n");
     return 1;
   }
-  rules::CompileOptions co;
-  co.revision = 1;
-  auto policy = rules::compile(*parsed, co);
-  if (!policy) {
-    fmt::print(stderr, "pipeline_full_bench: policy does not compile\n");
-    return 1;
-  }
+  // The benchmark's policy as revision `revision`: null (said on stderr) if it does not compile.
+  auto compile_at = [&parsed](std::uint64_t revision) -> std::shared_ptr<const rules::PolicySnapshot> {
+    rules::CompileOptions co;
+    co.revision = revision;
+    auto p = rules::compile(*parsed, co);
+    if (p) return *p;
+    fmt::print(stderr, "pipeline_full_bench: policy revision {} does not compile\n", revision);
+    return nullptr;
+  };
+  auto policy = compile_at(1);
+  if (!policy) return 1;
   std::vector<crypto::EpochSecret> svs;
   for (auto e = epoch_now() - 1; e <= epoch_now() + 1; ++e)
     svs.push_back(*crypto::derive_epoch_secret(std::vector<std::uint8_t>(32, 0x42), "bench", e));
   std::vector<std::uint32_t> ids;
-  for (const auto& id : (*policy)->source().identities) ids.push_back(id.id);
+  for (const auto& id : policy->source().identities) ids.push_back(id.id);
   auto keys = crypto::KeyRing::build(crypto::EpochPolicy{}, svs, ids);
   if (!keys) {
     fmt::print(stderr, "pipeline_full_bench: key ring: {}\n", keys.error().message);
     return 1;
   }
   auto snap = std::make_shared<dp::Snapshot>();
-  snap->policy = *policy;
+  snap->policy = policy;
   snap->keys = *keys;
   // The volumetric limits ztgate runs with when none are set (its snapshots always carry a plan):
   // untagged and invalid-tag packets are counted per source prefix, as in the appliance. The
@@ -992,15 +996,10 @@ int main(int argc, char** argv) {
   // flow is restamped and none revoked; checked.
   std::string policy_change;
   if (wanted("aging after a policy change") && b.pipe->flows().size() != 0) {
-    rules::CompileOptions co2;
-    co2.revision = 2;
-    auto policy2 = rules::compile(*parsed, co2);
-    if (!policy2) {
-      fmt::print(stderr, "pipeline_full_bench: revision 2 does not compile\n");
-      return 1;
-    }
+    auto policy2 = compile_at(2);
+    if (!policy2) return 1;
     auto snap2 = std::make_shared<dp::Snapshot>();
-    snap2->policy = *policy2;
+    snap2->policy = policy2;
     snap2->keys = snap->keys;
     snap2->volumetric = dp::make_volumetric_plan(vc, snap2->policy.get(), 1, 1'000'000'000);
     dp::FlowTable& ft = b.pipe->flows();

@@ -554,7 +554,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   // Untagged packets from a flow's initiator side, and untagged new flows, count toward their
   // outer source in pass 3 (from_source): their keys are hashed and their sketch lines
   // prefetched here, all at once, so an untagged flood's misses overlap instead of queueing.
-  std::uint64_t src_key[kBurst];  // written for the bits of `hashed`
+  std::uint64_t src_key[kBurst];  // packet i's outer source key: the bits of `hashed`, and tag failures
   std::uint32_t hashed = 0;
   if (vp != nullptr && policy != nullptr) {
     for (std::uint32_t m = untagged & ~tag_listed; m != 0; m &= m - 1) {
@@ -732,8 +732,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out, nv}, &replay_);
         // Failed tags count toward their outer source (below, after this loop): their sketch
         // lines are prefetched here, so a forged flood's misses overlap instead of queueing.
-        std::uint8_t failed[kBurst];
-        std::uint64_t failed_key[kBurst];
+        std::uint8_t failed[kBurst];  // their keys go to src_key[] (the burst's source keys)
         unsigned nfailed = 0;
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
@@ -742,8 +741,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
             p.drop = kTagDrop[static_cast<std::size_t>(out[k].reason)];
             p.tag_bad = true;
             if (vp != nullptr) {
-              failed_key[nfailed] = source_of(p.pp.outer).key;
-              vol_->prefetch_failure(failed_key[nfailed]);
+              const std::uint64_t key = src_key[who[k]] = source_of(p.pp.outer).key;  // tagged: not hashed before
+              vol_->prefetch_failure(key);
               failed[nfailed++] = who[k];
             }
           } else if (p.flow != nullptr && p.dir == p.flow->initiator &&
@@ -757,7 +756,7 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         }
         for (unsigned f = 0; f < nfailed; ++f) {  // counted; the tag's reason stands
           const IpLayer& o = pk[failed[f]].pp.outer;
-          (void)from_source({failed_key[f], o.src.b.data(), o.version}, true);
+          (void)from_source({src_key[failed[f]], o.src.b.data(), o.version}, true);
         }
       }
     }

@@ -187,7 +187,7 @@ class Volumetric {
   // one after the other (the pipeline prefetches all of a burst's failures, then counts them).
   void prefetch_failure(std::uint64_t key) const noexcept {
     __builtin_prefetch(line(kFailsSketch, key), 1);
-    __builtin_prefetch(line(kPktsSketch, key), 1);
+    prefetch_packets(key);
   }
   // The line account_source will count `key` in.
   void prefetch_packets(std::uint64_t key) const noexcept { __builtin_prefetch(line(kPktsSketch, key), 1); }
