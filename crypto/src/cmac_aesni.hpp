@@ -17,13 +17,15 @@ namespace zt::crypto::detail {
 // buffer: `head_blocks` blocks at `head`, then the n - 1 - head_blocks blocks at `body`, then
 // `last`, the final block already padded and XORed with its subkey (cmac_last_block). CMAC is the
 // CBC-MAC over those n blocks. The Verifier passes the tag fields + pseudo-header as head, the
-// covered L4 bytes in place as body; MbCmac passes the whole message as head.
+// covered L4 bytes in place as body; MbCmac passes the whole message as head. head_blocks == n:
+// the whole message, last block included, lies at head (last == head + 16 (n - 1), no body), so
+// the lane has no event before its end (the Verifier's short messages).
 struct AesniLane {
   const CachedKey* key;
   const std::uint8_t* head;  // 16 * head_blocks bytes
-  const std::uint8_t* body;  // 16 * (n - 1 - head_blocks) bytes; unused when that is 0
+  const std::uint8_t* body;  // 16 * (n - 1 - head_blocks) bytes; unused when that is <= 0
   const std::uint8_t* last;  // 16 bytes
-  std::uint32_t head_blocks;  // <= n - 1
+  std::uint32_t head_blocks;  // <= n - 1, or n (above)
   std::uint32_t n;            // total blocks, >= 1
   std::uint8_t* out;          // 16 bytes
 };

@@ -15,6 +15,12 @@ namespace {
 
 // Per-lane MAC input: body bytes 0-15, pseudo-header, covered L4. Rounded to a cache line.
 constexpr std::size_t kLaneStride = (kMaxMacInputLen + 63) / 64 * 64;
+// An own-kernel lane's head buffer: tag fields + pseudo-header, and, when the whole message fits
+// (at most kWholeMax bytes: an IPv4 HDR tag, a FULL one with up to 96 L4 bytes), the covered L4's
+// complete blocks and the finalised last block behind them, so the lane runs in one phase.
+constexpr std::size_t kHeadCap = 128;
+constexpr std::size_t kWholeMax = kHeadCap;
+static_assert(kHeadCap >= 16 + kMaxPseudoHeaderLen);
 
 // Constant-time 16-byte compare (as CRYPTO_memcmp, without the call): all 16 bytes compared at
 // once (SSE2 PCMPEQB + PMOVMSKB), no early exit on the first differing byte.
@@ -40,7 +46,7 @@ struct Verifier::Impl {
   std::unique_ptr<std::uint8_t, FreeDeleter> scratch;  // kMaxVerifyBurst * kLaneStride
   alignas(64) std::uint8_t macs[kMaxVerifyBurst][16];
   // AES-NI lanes: tag fields + pseudo-header (the covered L4 is read in place), final block.
-  alignas(64) std::uint8_t head[kMaxVerifyBurst][16 + kMaxPseudoHeaderLen];
+  alignas(64) std::uint8_t head[kMaxVerifyBurst][kHeadCap];
   alignas(64) std::uint8_t last[kMaxVerifyBurst][16];
   std::uint64_t mac_count = 0;
 };
@@ -148,22 +154,33 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
     if (16 + ph + l4n <= aesni_max) {
       // Own AES-NI CMAC: only the head is assembled; the covered L4 is read where it lies (the
       // pseudo-header ends on a block boundary), and its final block is finalised apart.
-      std::uint8_t* last = impl_->last[i];
       std::memcpy(head, in[i].tag.data(), 16);
       const auto hb = static_cast<std::uint32_t>((16 + ph) / 16);
       detail::AesniLane lane;
       lane.key = key;
       lane.head = head;
       lane.out = impl_->macs[i];
-      lane.last = last;
-      if (l4n == 0) {  // the pseudo-header's last block is the message's (complete: XOR K1)
-        detail::cmac_last_block(*key, head + 16 * (hb - 1), 16, last);
+      if (l4n == 0) {  // the pseudo-header's last block is the message's (complete: XOR K1), in place
+        std::uint8_t* const lb = head + 16 * (hb - 1);
+        detail::cmac_last_block(*key, lb, 16, lb);
         lane.body = nullptr;
-        lane.head_blocks = hb - 1;
-        lane.n = hb;
+        lane.last = lb;
+        lane.head_blocks = lane.n = hb;
+      } else if (const std::uint32_t nb = hb + detail::cmac_blocks(l4n); 16 * std::size_t{nb} <= kWholeMax) {
+        // A short message whole in the head: the L4's complete blocks copied behind the
+        // pseudo-header, the last block finalised in place (one phase in the kernel, no events).
+        const std::uint8_t* const l4 = in[i].inner.l4.data();
+        std::uint8_t* const lb = head + 16 * (nb - 1);
+        for (std::uint32_t b = 0; b + hb + 1 < nb; ++b) std::memcpy(head + 16 * (hb + b), l4 + 16 * b, 16);
+        detail::cmac_last_block(*key, l4, l4n, lb);
+        lane.body = nullptr;
+        lane.last = lb;
+        lane.head_blocks = lane.n = nb;
       } else {
+        std::uint8_t* last = impl_->last[i];
         detail::cmac_last_block(*key, in[i].inner.l4.data(), l4n, last);
         lane.body = in[i].inner.l4.data();
+        lane.last = last;
         lane.head_blocks = hb;
         lane.n = hb + detail::cmac_blocks(l4n);
       }

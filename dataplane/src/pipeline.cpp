@@ -642,15 +642,15 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
       continue;
     }
     if (p.tagged) {
-      crypto::Tag t;
-      const auto rej = crypto::decode_tag_body({frame + p.pp.tag_off, kTagBodyLen}, t);
+      crypto::TagFields t;  // the fields only: the MAC is compared where it lies (pass 4)
+      const auto rej = crypto::decode_tag_fields({frame + p.pp.tag_off, kTagBodyLen}, t);
       if (rej != crypto::TagReject::none) {
         p.drop = kTagDrop[static_cast<std::size_t>(rej)];
         p.tag_bad = true;
         if (vp != nullptr) (void)from_source(source_of(p.pp.outer), true);  // counted; the tag's reason stands
         continue;
       }
-      p.identity = t.fields.identity;
+      p.identity = t.identity;
     } else {
       if (vp != nullptr) {
         // A worker behind sheds new untagged flows first; every untagged new-flow packet counts

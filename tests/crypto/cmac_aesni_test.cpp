@@ -199,7 +199,9 @@ TEST(AesniVerifier, SameVerdictsOnAesNiIpsecMbAndMixedPathsAcrossLengths) {
 
 // On the AES-NI path, every bit of what the MAC covers matters: body bytes 0-15 (flips that a
 // pre-check catches are refused by it), the MAC, source, destination, protocol, L4 length (by
-// truncation) and every covered L4 bit; for L4 lengths around the block boundaries.
+// truncation) and every covered L4 bit; for L4 lengths around the block boundaries and around
+// the Verifier's whole-message limit (an IPv4 MAC input of 128 bytes: L4 96 whole in the lane's
+// head buffer, 97 read in place).
 TEST(AesniVerifier, RejectsEveryFlippedCoveredBitOnTheAesNiPath) {
   if (!aesni_here()) GTEST_SKIP() << "no AES-NI/AVX on this CPU";
   Domain dom(8);
@@ -210,7 +212,7 @@ TEST(AesniVerifier, RejectsEveryFlippedCoveredBitOnTheAesNiPath) {
   for (const char* kernel : kernels_here()) {
   Verifier v = make_verifier(kDefaultAesniMaxLen, "auto", kernel);
   ASSERT_NE(v.arch().find(kernel), std::string_view::npos) << v.arch();
-  for (std::size_t l4 : {0u, 1u, 15u, 16u, 17u, 33u}) {
+  for (std::size_t l4 : {0u, 1u, 15u, 16u, 17u, 33u, 80u, 95u, 96u, 97u, 112u}) {
     for (Coverage cov : {Coverage::full, Coverage::hdr})
       for (Alg alg : {Alg::aes128_cmac, Alg::aes256_cmac}) {
         const Tagged good = test::mint_packet(*m, dom.key(1003, kEpoch, alg), now, dom.policy,
