@@ -703,6 +703,10 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   stamp(Stage::classify, n);
 
   // 4. Every tagged packet still standing: one batched MAC verification (+ replay filter).
+  // Failed tags count toward their outer source after pass 5 (their sketch lines are prefetched
+  // here and have arrived by then; nothing in pass 5 reads what that counting changes).
+  std::uint8_t failed[kBurst];  // their keys go to src_key[] (the burst's source keys)
+  unsigned nfailed = 0;
   if (nverify != 0) {
     // Raw storage: an entry is constructed only for a packet that is verified (every field is
     // then written), so a burst with nothing to verify (a flood) zeroes no 2.8 KB array.
@@ -733,10 +737,8 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
         for (std::size_t k = 0; k < nv; ++k) pk[who[k]].drop = DropReason::tag_no_key, pk[who[k]].tag_bad = true;
       } else {
         verifier_.verify_burst(*snap->keys, clk.now_ns, {in, nv}, {out, nv}, &replay_);
-        // Failed tags count toward their outer source (below, after this loop): their sketch
-        // lines are prefetched here, so a forged flood's misses overlap instead of queueing.
-        std::uint8_t failed[kBurst];  // their keys go to src_key[] (the burst's source keys)
-        unsigned nfailed = 0;
+        // Failed tags count toward their outer source (after pass 5): their sketch lines are
+        // prefetched here, so a forged flood's misses overlap pass 5 instead of queueing.
         for (std::size_t k = 0; k < nv; ++k) {
           Pkt& p = pk[who[k]];
           p.steps |= kStepMacChecked;
@@ -756,10 +758,6 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
           } else {
             p.steps |= kStepMacOk;
           }
-        }
-        for (unsigned f = 0; f < nfailed; ++f) {  // counted; the tag's reason stands
-          const IpLayer& o = pk[failed[f]].pp.outer;
-          (void)from_source({src_key[failed[f]], o.src.b.data(), o.version}, true);
         }
       }
     }
@@ -946,6 +944,12 @@ std::uint16_t Pipeline::run_burst(rte_mbuf** pkts, std::uint16_t n, unsigned in_
   }
   // One mempool put for the burst's drops instead of one per packet.
   if (ngone != 0) free_dropped(gone, ngone);
+  // Tag failures of pass 4 count toward their outer sources, in burst order (the tag's reason
+  // stands; a source crossing --vol-mac-fail-pps is listed for the bursts after this one).
+  for (unsigned f = 0; f < nfailed; ++f) {
+    const IpLayer& o = pk[failed[f]].pp.outer;
+    (void)from_source({src_key[failed[f]], o.src.b.data(), o.version}, true);
+  }
   stamp(Stage::finish, n);
   if (trace_left_ != 0) [[unlikely]]
     trace_burst(pk, n, in_port, revision, clk.tsc, trace_ring_, trace_left_, trace_seq_, c);
