@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <emmintrin.h>
 #include <sys/mman.h>
 
 #include <cmath>
@@ -106,8 +107,8 @@ Result<ReplayFilter> ReplayFilter::create(const ReplayFilterConfig& cfg,
 }
 
 ReplayFilter::ReplayFilter(ReplayFilter&& o) noexcept
-    : sizing_(o.sizing_), window_ns_(o.window_ns_), newest_ns_(o.newest_ns_), seed_(o.seed_), mem_(o.mem_),
-      mem_bytes_(o.mem_bytes_) {
+    : sizing_(o.sizing_), window_ns_(o.window_ns_), newest_ns_(o.newest_ns_), period_at_(o.period_at_),
+      period_of_(o.period_of_), seed_(o.seed_), mem_(o.mem_), mem_bytes_(o.mem_bytes_) {
   o.mem_ = nullptr;
   o.mem_bytes_ = 0;
 }
@@ -130,6 +131,27 @@ std::uint64_t ReplayFilter::period(std::int64_t now_ns) const noexcept {
   return now_ns <= 0 ? 0 : static_cast<std::uint64_t>(now_ns / window_ns_);
 }
 
+namespace {
+
+// The k bit positions of a key inside its block: a multiplicative sequence from x, each step's
+// top bits scaled to [0, kBlockBits). With k known at compile time the loop is unrolled (the
+// sizing gives 8-16 for every rate the appliance configures; others take the generic loop).
+constexpr std::uint64_t kStepMul = 0x9E3779B97F4A7C15ull, kStepAdd = 0xD1B54A32D192ED03ull;
+[[gnu::always_inline]] inline void set_bit(std::uint64_t x, std::array<std::uint64_t, 8>& m) noexcept {
+  const auto bit = static_cast<unsigned>((static_cast<u128>(x) * ReplayFilter::kBlockBits) >> 64);
+  m[bit >> 6] |= std::uint64_t{1} << (bit & 63);
+}
+template <unsigned K>
+void set_bits(std::uint64_t x, std::array<std::uint64_t, 8>& m) noexcept {
+#pragma GCC unroll 16
+  for (unsigned i = 0; i < K; ++i) {
+    x = x * kStepMul + kStepAdd;
+    set_bit(x, m);
+  }
+}
+
+}  // namespace
+
 ReplayFilter::Probe ReplayFilter::probe(const std::uint8_t* mac) const noexcept {
   std::uint64_t lo, hi;
   std::memcpy(&lo, mac, 8);
@@ -140,11 +162,21 @@ ReplayFilter::Probe ReplayFilter::probe(const std::uint8_t* mac) const noexcept 
   pr.block = static_cast<std::size_t>(
       (static_cast<u128>(h) * sizing_.blocks_per_filter) >> 64);
   pr.mask = {};
-  for (unsigned i = 0; i < sizing_.k; ++i) {
-    x = x * 0x9E3779B97F4A7C15ull + 0xD1B54A32D192ED03ull;
-    const unsigned bit = static_cast<unsigned>(
-        (static_cast<u128>(x) * kBlockBits) >> 64);
-    pr.mask[bit >> 6] |= std::uint64_t{1} << (bit & 63);
+  switch (sizing_.k) {
+    case 8: set_bits<8>(x, pr.mask); break;
+    case 9: set_bits<9>(x, pr.mask); break;
+    case 10: set_bits<10>(x, pr.mask); break;
+    case 11: set_bits<11>(x, pr.mask); break;
+    case 12: set_bits<12>(x, pr.mask); break;
+    case 13: set_bits<13>(x, pr.mask); break;
+    case 14: set_bits<14>(x, pr.mask); break;
+    case 15: set_bits<15>(x, pr.mask); break;
+    case 16: set_bits<16>(x, pr.mask); break;
+    default:
+      for (unsigned i = 0; i < sizing_.k; ++i) {
+        x = x * kStepMul + kStepAdd;
+        set_bit(x, pr.mask);
+      }
   }
   return pr;
 }
@@ -162,13 +194,22 @@ void ReplayFilter::prefetch(const std::uint8_t* mac) const noexcept {
 
 namespace {
 
+// Whether every bit of `m` is set in block `b` of period `stamp`: the stamp first (a block of
+// another period reads as empty), then the 64 bytes as four SSE2 words (mask AND NOT block).
 inline bool block_has(const std::uint64_t* b, const std::array<std::uint64_t, 8>& m,
                       std::uint32_t stamp) noexcept {
   if (static_cast<std::uint32_t>(b[7] >> 32) != stamp) return false;
-  std::uint64_t miss = 0;
-  for (std::size_t w = 0; w < kBlockWords; ++w) miss |= m[w] & ~b[w];
-  return miss == 0;
+  const auto* bv = reinterpret_cast<const __m128i*>(b);
+  const auto* mv = reinterpret_cast<const __m128i*>(m.data());
+  __m128i miss = _mm_andnot_si128(_mm_load_si128(bv), _mm_loadu_si128(mv));
+  miss = _mm_or_si128(miss, _mm_andnot_si128(_mm_load_si128(bv + 1), _mm_loadu_si128(mv + 1)));
+  miss = _mm_or_si128(miss, _mm_andnot_si128(_mm_load_si128(bv + 2), _mm_loadu_si128(mv + 2)));
+  miss = _mm_or_si128(miss, _mm_andnot_si128(_mm_load_si128(bv + 3), _mm_loadu_si128(mv + 3)));
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(miss, _mm_setzero_si128())) == 0xFFFF;
 }
+
+// Filter of period p - back, for p mod 3 = r: kBackFilter[r][back] = (r - back) mod 3.
+constexpr std::uint8_t kBackFilter[3][3] = {{0, 2, 1}, {1, 0, 2}, {2, 1, 0}};
 
 }  // namespace
 
@@ -178,17 +219,19 @@ bool ReplayFilter::contains(std::span<const std::uint8_t, 16> mac,
 }
 
 bool ReplayFilter::recorded(const Probe& pr, std::uint64_t p) const noexcept {
-  for (std::uint64_t back = 0; back < kFilters && back <= p; ++back) {
-    const std::uint64_t q = p - back;
-    if (block_has(line(pr.block, q), pr.mask, static_cast<std::uint32_t>(q))) return true;
-  }
+  const std::uint64_t* group = mem_ + pr.block * kFilters * kBlockWords;
+  const std::uint8_t* f = kBackFilter[p % kFilters];
+  for (std::uint64_t back = 0; back < kFilters && back <= p; ++back)
+    if (block_has(group + f[back] * kBlockWords, pr.mask, static_cast<std::uint32_t>(p - back))) return true;
   return false;
 }
 
 bool ReplayFilter::check_and_insert(std::span<const std::uint8_t, 16> mac,
                                     std::int64_t now_ns) noexcept {
   const Probe pr = probe(mac.data());
-  const std::uint64_t p = period(now_ns);
+  // A burst checks all its tags at one time: the period (a 64-bit division) once per time.
+  if (now_ns != period_at_) period_at_ = now_ns, period_of_ = period(now_ns);
+  const std::uint64_t p = period_of_;
   if (recorded(pr, p)) return true;
   std::uint64_t* b = line(pr.block, p);
   const auto stamp = static_cast<std::uint32_t>(p);
@@ -196,7 +239,10 @@ bool ReplayFilter::check_and_insert(std::span<const std::uint8_t, 16> mac,
     for (std::size_t w = 0; w < kBlockWords; ++w) b[w] = 0;
     b[7] = std::uint64_t{stamp} << 32;
   }
-  for (std::size_t w = 0; w < kBlockWords; ++w) b[w] |= pr.mask[w];
+  auto* bv = reinterpret_cast<__m128i*>(b);
+  const auto* mv = reinterpret_cast<const __m128i*>(pr.mask.data());
+  for (int w = 0; w < 4; ++w)
+    _mm_store_si128(bv + w, _mm_or_si128(_mm_load_si128(bv + w), _mm_loadu_si128(mv + w)));
   if (now_ns > newest_ns_) newest_ns_ = now_ns;
   return false;
 }

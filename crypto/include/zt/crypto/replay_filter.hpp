@@ -93,6 +93,8 @@ class ReplayFilter {
   ReplayFilterSizing sizing_{};
   std::int64_t window_ns_ = 0;
   std::int64_t newest_ns_ = INT64_MIN;
+  std::int64_t period_at_ = INT64_MIN;  // the time period_of_ is the period of (check_and_insert)
+  std::uint64_t period_of_ = 0;
   std::array<std::uint64_t, 4> seed_{};
   std::uint64_t* mem_ = nullptr;   // kFilters * blocks * 8 words, 64-byte aligned
   std::size_t mem_bytes_ = 0;
