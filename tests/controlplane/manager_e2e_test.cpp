@@ -143,15 +143,20 @@ TEST_F(EndToEnd, EnrolledApplianceReceivesRevisionNThenNPlusOneAndAcksBoth) {
   EXPECT_EQ(client->identity_uri(), "spiffe://ztgate.local/appliance/gw1");
   std::vector<std::uint64_t> published;
   std::mutex mu;
+  // The session ends once revision 2 is in. Not after exactly two pushes: when the test runs
+  // across an epoch boundary (every 15 minutes of wall-clock time with 900-second epochs) the
+  // manager pushes revision 1 again with the new epoch's secrets, which is correct behaviour
+  // (NewEpochSecretsArrivePushedWithTheSameRevision); a CI run at 04:45:00 UTC saw {1, 1}.
   client->set_publisher([&](const Update& u) -> Result<void> {
     std::lock_guard g(mu);
     published.push_back(u.revision);
+    if (u.revision == 2) stop = true;
     return {};
   });
-  auto session = std::async(std::launch::async, [&] { return client->run_session(stop, 2, 20'000ms); });
+  auto session = std::async(std::launch::async, [&] { return client->run_session(stop, 0, 20'000ms); });
   ASSERT_TRUE(eventually([&] {
     std::lock_guard g(mu);
-    return published.size() == 1;
+    return !published.empty();
   })) << m.log();
   EXPECT_TRUE(eventually([&] { return status(m, "gw1").starts_with("acked revision=1"); })) << m.log();
 
@@ -160,7 +165,11 @@ TEST_F(EndToEnd, EnrolledApplianceReceivesRevisionNThenNPlusOneAndAcksBoth) {
   ASSERT_EQ(session.wait_for(20s), std::future_status::ready) << m.log();
   auto r = session.get();
   ASSERT_TRUE(r.has_value()) << r.error().message << "\n" << m.log();
-  EXPECT_EQ(published, (std::vector<std::uint64_t>{1, 2}));
+  // Revision 1 (once, or again at an epoch boundary), then revision 2, once.
+  ASSERT_GE(published.size(), 2u);
+  EXPECT_EQ(published.back(), 2u);
+  EXPECT_EQ(std::count(published.begin(), published.end(), std::uint64_t{1}), static_cast<long>(published.size() - 1))
+      << "pushed revisions: " << ::testing::PrintToString(published);
   ASSERT_TRUE(client->current().has_value());
   EXPECT_EQ(client->current()->revision, 2u);
   EXPECT_TRUE(eventually([&] { return status(m, "gw1").starts_with("acked revision=2"); })) << m.log();
@@ -177,12 +186,14 @@ TEST_F(EndToEnd, NextRevisionCarriesTheSignedDeltaOfTheEditAndTheApplianceReport
   ASSERT_TRUE(client);
   std::vector<PushOutcome> outcomes;
   std::mutex mu;
+  // Until revision 2 is in (revision 1 may come twice across an epoch boundary: see above).
   client->set_events({.on_push = [&](const PushOutcome& o) {
                         std::lock_guard g(mu);
                         outcomes.push_back(o);
+                        if (o.revision == 2) stop = true;
                       },
                       .on_session = {}});
-  auto session = std::async(std::launch::async, [&] { return client->run_session(stop, 2, 20'000ms); });
+  auto session = std::async(std::launch::async, [&] { return client->run_session(stop, 0, 20'000ms); });
   ASSERT_TRUE(eventually([&] { return status(m, "gw1").starts_with("acked revision=1"); })) << m.log();
 
   // The operator adds identity frontend-2, widens zone-b and drops the no-ssh rule (and its test).
@@ -190,13 +201,19 @@ TEST_F(EndToEnd, NextRevisionCarriesTheSignedDeltaOfTheEditAndTheApplianceReport
   ASSERT_EQ(session.wait_for(20s), std::future_status::ready) << m.log();
   auto r = session.get();
   ASSERT_TRUE(r.has_value()) << r.error().message << "\n" << m.log();
-  ASSERT_EQ(outcomes.size(), 2u);
+  ASSERT_GE(outcomes.size(), 2u);
   EXPECT_TRUE(outcomes[0].accepted);
+  EXPECT_EQ(outcomes[0].revision, 1u);
   EXPECT_EQ(outcomes[0].delta, "");  // the first push has nothing to be a delta from
-  ASSERT_TRUE(outcomes[1].accepted) << outcomes[1].message << " [" << outcomes[1].resource << "]";
-  EXPECT_EQ(outcomes[1].revision, 2u);
-  EXPECT_EQ(outcomes[1].delta_base, 1u);
-  EXPECT_EQ(outcomes[1].delta, "delta from 1: +identity frontend-2 (2003), ~segment zone-b, rules +0 -1 ~0");
+  for (std::size_t i = 1; i + 1 < outcomes.size(); ++i) {  // an epoch boundary's re-push of 1
+    EXPECT_TRUE(outcomes[i].accepted) << outcomes[i].message;
+    EXPECT_EQ(outcomes[i].revision, 1u);
+  }
+  const PushOutcome& last = outcomes.back();
+  ASSERT_TRUE(last.accepted) << last.message << " [" << last.resource << "]";
+  EXPECT_EQ(last.revision, 2u);
+  EXPECT_EQ(last.delta_base, 1u);
+  EXPECT_EQ(last.delta, "delta from 1: +identity frontend-2 (2003), ~segment zone-b, rules +0 -1 ~0");
   // The manager says the same when it publishes, and knows the appliance took the delta.
   EXPECT_NE(m.log().find("published revision 2 ("), std::string::npos) << m.log();
   EXPECT_NE(m.log().find("; delta from 1: +identity frontend-2 (2003), ~segment zone-b, rules +0 -1 ~0"), std::string::npos)
@@ -205,6 +222,7 @@ TEST_F(EndToEnd, NextRevisionCarriesTheSignedDeltaOfTheEditAndTheApplianceReport
       << m.log();
 
   // A reconnect enforcing revision 2 gets revision 2 again, without a delta (its base is 1).
+  stop = false;  // the first session ended by it
   ASSERT_TRUE(client->run_session(stop, 1, 10'000ms).has_value()) << m.log();
   EXPECT_TRUE(client->last_outcome().accepted) << client->last_outcome().message;
   EXPECT_EQ(client->last_outcome().delta, "");
