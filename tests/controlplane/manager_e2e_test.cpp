@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <future>
 #include <thread>
@@ -561,8 +562,17 @@ TEST_F(EndToEnd, OneManagerBringsEveryApplianceToTheNewRevision) {
     clients.push_back(enrolled(m, fmt::format("gw{}", i)));
     ASSERT_TRUE(clients.back());
   }
-  for (auto& c : clients)
-    sessions.push_back(std::async(std::launch::async, [&, p = c.get()] { return p->run_session(stop, 2, 20'000ms); }));
+  // Each session ends once its client has revision 2 (not after two pushes: across an epoch
+  // boundary revision 1 comes again with the new epoch's secrets, see the first test).
+  std::array<std::atomic<bool>, kAppliances> has_2{};
+  for (int i = 0; i < kAppliances; ++i) {
+    clients[i]->set_events({.on_push = [&has_2, i](const PushOutcome& o) {
+                              if (o.accepted && o.revision == 2) has_2[i] = true;
+                            },
+                            .on_session = {}});
+    sessions.push_back(std::async(std::launch::async,
+                                  [&has_2, i, p = clients[i].get()] { return p->run_session(has_2[i], 0, 20'000ms); }));
+  }
   for (int i = 0; i < kAppliances; ++i)
     EXPECT_TRUE(eventually([&] { return status(m, fmt::format("gw{}", i)).starts_with("acked revision=1"); })) << m.log();
   test::write_policy(root.path() / "policy", test::kDenySshRules, test::kDenySshTests);
