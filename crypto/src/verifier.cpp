@@ -16,10 +16,9 @@ namespace {
 // Per-lane MAC input: body bytes 0-15, pseudo-header, covered L4. Rounded to a cache line.
 constexpr std::size_t kLaneStride = (kMaxMacInputLen + 63) / 64 * 64;
 // An own-kernel lane's head buffer: tag fields + pseudo-header, and, when the whole message fits
-// (at most kWholeMax bytes: an IPv4 HDR tag, a FULL one with up to 96 L4 bytes), the covered L4's
+// (at most kHeadCap bytes: an IPv4 HDR tag, a FULL one with up to 96 L4 bytes), the covered L4's
 // complete blocks and the finalised last block behind them, so the lane runs in one phase.
 constexpr std::size_t kHeadCap = 128;
-constexpr std::size_t kWholeMax = kHeadCap;
 static_assert(kHeadCap >= 16 + kMaxPseudoHeaderLen);
 
 // Constant-time 16-byte compare (as CRYPTO_memcmp, without the call): all 16 bytes compared at
@@ -166,7 +165,7 @@ std::size_t Verifier::verify_burst(const KeyRing& ring, std::int64_t now_ns,
         lane.body = nullptr;
         lane.last = lb;
         lane.head_blocks = lane.n = hb;
-      } else if (const std::uint32_t nb = hb + detail::cmac_blocks(l4n); 16 * std::size_t{nb} <= kWholeMax) {
+      } else if (const std::uint32_t nb = hb + detail::cmac_blocks(l4n); 16 * std::size_t{nb} <= kHeadCap) {
         // A short message whole in the head: the L4's complete blocks copied behind the
         // pseudo-header, the last block finalised in place (one phase in the kernel, no events).
         const std::uint8_t* const l4 = in[i].inner.l4.data();
